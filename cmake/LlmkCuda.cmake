@@ -1,0 +1,38 @@
+# Builds libllmk_cuda (the C API with the CUDA backend) when a CUDA toolkit is usable (LLMK_CUDA AUTO/ON).
+include(CheckLanguage)
+
+function(llmk_add_cuda_backend)
+  if(LLMK_CUDA STREQUAL "OFF")
+    message(STATUS "llmk: CUDA backend disabled (LLMK_CUDA=OFF)")
+    return()
+  endif()
+  file(GLOB cuda_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu)
+  if(NOT cuda_sources)
+    message(STATUS "llmk: no CUDA sources; CPU-only build")
+    return()
+  endif()
+  check_language(CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    if(LLMK_CUDA STREQUAL "ON")
+      message(FATAL_ERROR "llmk: LLMK_CUDA=ON but no CUDA compiler was found")
+    endif()
+    message(STATUS "llmk: no CUDA toolkit found; CPU-only build")
+    return()
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  message(STATUS "llmk: CUDA backend with CUDA ${CMAKE_CUDA_COMPILER_VERSION} for ${CMAKE_CUDA_ARCHITECTURES}")
+  llmk_library(llmk_cuda)
+  target_sources(llmk_cuda PRIVATE ${cuda_sources})
+  target_compile_definitions(llmk_cuda PRIVATE LLMK_WITH_CUDA)
+  set_target_properties(llmk_cuda PROPERTIES
+    CUDA_STANDARD 17
+    CUDA_VISIBILITY_PRESET hidden
+    CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+  target_compile_options(llmk_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+  # cudart static: only the driver (libcuda) and cuBLAS are needed at run time.
+  target_link_libraries(llmk_cuda PRIVATE CUDA::cudart_static CUDA::cublas)
+endfunction()

@@ -1,0 +1,204 @@
+/* Internal declarations shared by the API layer, the CPU reference and the CUDA backend.
+ * Layers: api/ validates every argument and dispatches on the context's backend; cpu/ and cuda/ then
+ * compute on arguments that are known to be valid. */
+#ifndef LLMK_INTERNAL_H
+#define LLMK_INTERNAL_H
+
+#include "llmk.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ---------------------------------------------------------------------------------------- */
+
+/* Records a formatted message for the calling thread and returns status. */
+llmk_status llmk_fail(llmk_status status, const char* format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void llmk_clear_error(void);
+
+#define LLMK_TRY(expr)                        \
+    do {                                      \
+        llmk_status llmk_try_s_ = (expr);     \
+        if (llmk_try_s_ != LLMK_STATUS_OK)    \
+            return llmk_try_s_;               \
+    } while (0)
+
+/* ---- contexts -------------------------------------------------------------------------------------- */
+
+/* What a backend provides for memory; kernels are dispatched by name (see LLMK_DISPATCH). */
+typedef struct llmk_memory_ops {
+    llmk_status (*alloc)(llmk_context* ctx, uint64_t bytes, void** out);
+    void (*release)(llmk_context* ctx, void* pointer);
+    llmk_status (*upload)(llmk_context* ctx, void* dst, const void* src, uint64_t bytes);
+    llmk_status (*download)(llmk_context* ctx, void* dst, const void* src, uint64_t bytes);
+    llmk_status (*copy)(llmk_context* ctx, void* dst, const void* src, uint64_t bytes);
+    llmk_status (*synchronize)(llmk_context* ctx);
+    void (*destroy)(llmk_context* ctx); /* backend state only; allocations are released before */
+} llmk_memory_ops;
+
+struct llmk_context {
+    int32_t device_type;
+    int32_t device_index;
+    int32_t num_threads;            /* CPU worker threads */
+    const llmk_memory_ops* ops;
+    void* backend;                  /* backend state (CUDA: stream, cuBLAS handle, workspace) */
+    void** allocations;             /* live allocations, so a foreign or double free is refused */
+    size_t allocation_count;
+    size_t allocation_capacity;
+};
+
+/* ---- tensor validation ----------------------------------------------------------------------------- */
+
+#define LLMK_DTYPE_BIT(d) (1u << (d))
+#define LLMK_FLOATING (LLMK_DTYPE_BIT(LLMK_DTYPE_F32) | LLMK_DTYPE_BIT(LLMK_DTYPE_F16) | LLMK_DTYPE_BIT(LLMK_DTYPE_BF16))
+#define LLMK_INDEX (LLMK_DTYPE_BIT(LLMK_DTYPE_I32) | LLMK_DTYPE_BIT(LLMK_DTYPE_I64))
+
+enum {
+    LLMK_CHECK_DEFAULT = 0,
+    LLMK_CHECK_ANY_STRIDE = 1  /* the innermost dimension need not be contiguous */
+};
+
+/* Validates a view for use with ctx in function fn: non-NULL, rank (rank > 0: exactly that), dtype in
+ * dtype_mask, shape and strides >= 0, element and byte extents that fit 64 bits, data non-NULL unless
+ * empty, device equal to the context's, innermost stride 1 unless LLMK_CHECK_ANY_STRIDE. name is the
+ * parameter's name for the message. */
+llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const char* name, const llmk_tensor* t,
+                              int32_t rank, uint32_t dtype_mask, int32_t flags);
+
+/* Dimension dim of t must equal expected; what names the expected quantity ("hidden", "heads"). */
+llmk_status llmk_check_dim(const char* fn, const char* name, const llmk_tensor* t, int32_t dim, int64_t expected,
+                           const char* what);
+
+/* a and b must have the same rank and shape. */
+llmk_status llmk_check_same_shape(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
+                                  const llmk_tensor* b);
+
+/* a and b must have the same dtype. */
+llmk_status llmk_check_same_dtype(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
+                                  const llmk_tensor* b);
+
+/* Checks the context pointer and returns it usable; every entry point calls it first. */
+llmk_status llmk_check_context(const llmk_context* ctx, const char* fn);
+
+/* Writes "[2, 3, 4]" into buffer. */
+void llmk_format_shape(const llmk_tensor* t, char* buffer, size_t capacity);
+
+const char* llmk_dtype_name(int32_t dtype);
+
+int64_t llmk_numel(const llmk_tensor* t);
+
+/* ---- scalar conversions (host) --------------------------------------------------------------------- */
+
+static inline float llmk_bits_to_float(uint32_t bits) {
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline uint32_t llmk_float_to_bits(float f) {
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits;
+}
+
+static inline float llmk_bf16_to_float(uint16_t h) { return llmk_bits_to_float((uint32_t)h << 16); }
+
+/* Round to nearest even; NaN stays NaN. */
+static inline uint16_t llmk_float_to_bf16(float f) {
+    uint32_t bits = llmk_float_to_bits(f);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((bits >> 16) | 0x40u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+
+float llmk_f16_to_float(uint16_t h);
+uint16_t llmk_float_to_f16(float f);
+
+/* Element i (already strided) of a floating tensor's data, as f32. */
+static inline float llmk_load_float(const void* data, int32_t dtype, int64_t i) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32: return ((const float*)data)[i];
+    case LLMK_DTYPE_F16: return llmk_f16_to_float(((const uint16_t*)data)[i]);
+    default: return llmk_bf16_to_float(((const uint16_t*)data)[i]);
+    }
+}
+
+static inline void llmk_store_float(void* data, int32_t dtype, int64_t i, float value) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32: ((float*)data)[i] = value; break;
+    case LLMK_DTYPE_F16: ((uint16_t*)data)[i] = llmk_float_to_f16(value); break;
+    default: ((uint16_t*)data)[i] = llmk_float_to_bf16(value); break;
+    }
+}
+
+static inline int64_t llmk_load_index(const void* data, int32_t dtype, int64_t i) {
+    return dtype == LLMK_DTYPE_I32 ? (int64_t)((const int32_t*)data)[i] : ((const int64_t*)data)[i];
+}
+
+/* ---- backends -------------------------------------------------------------------------------------- */
+
+llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads);
+#ifdef LLMK_WITH_CUDA
+llmk_status llmk_cuda_context_init(llmk_context* ctx, int32_t device_index);
+#endif
+
+/* Kernel entry points of each backend: the public signature, called only with validated arguments.
+ * The CPU backend defines llmk_cpu_<op>, the CUDA backend llmk_cuda_<op>. */
+#define LLMK_BACKEND_OPS(X)                                                                                  \
+    X(add, (llmk_context * ctx, const llmk_tensor* a, const llmk_tensor* b, llmk_tensor* out))              \
+    X(convert, (llmk_context * ctx, const llmk_tensor* src, llmk_tensor* out))                              \
+    X(embedding, (llmk_context * ctx, const llmk_tensor* table, const llmk_tensor* ids, llmk_tensor* out))  \
+    X(linear, (llmk_context * ctx, const llmk_tensor* x, const llmk_tensor* weight, const llmk_tensor* bias, \
+               llmk_tensor* y))                                                                              \
+    X(rms_norm, (llmk_context * ctx, const llmk_tensor* x, const llmk_tensor* weight, float eps,            \
+                 int32_t flags, llmk_tensor* out))                                                           \
+    X(add_rms_norm, (llmk_context * ctx, const llmk_tensor* x, llmk_tensor* residual,                       \
+                     const llmk_tensor* weight, float eps, int32_t flags, llmk_tensor* out))                 \
+    X(gated_activation_split, (llmk_context * ctx, int32_t activation, const llmk_tensor* gate,             \
+                               const llmk_tensor* up, llmk_tensor* out))                                     \
+    X(rope, (llmk_context * ctx, const llmk_tensor* positions, const float* inv_freq,                       \
+             float attention_factor, int32_t style, int32_t rotary_dim, llmk_tensor* q, llmk_tensor* k))     \
+    X(attention, (llmk_context * ctx, const llmk_tensor* q, const llmk_tensor* k, const llmk_tensor* v,     \
+                  const llmk_tensor* alibi_slopes, const llmk_attention_params* params, llmk_tensor* out,    \
+                  llmk_tensor* lse))                                                                         \
+    X(attention_kvcache,                                                                                     \
+      (llmk_context * ctx, const llmk_tensor* q, llmk_tensor* k_cache, llmk_tensor* v_cache,                \
+       const llmk_tensor* k_new, const llmk_tensor* v_new, const llmk_tensor* cache_seqlens,                 \
+       const llmk_tensor* alibi_slopes, const llmk_attention_params* params, llmk_tensor* out,               \
+       llmk_tensor* lse))                                                                                    \
+    X(moe_route, (llmk_context * ctx, const llmk_tensor* logits, const llmk_tensor* correction_bias,        \
+                  const llmk_moe_router_params* params, llmk_tensor* weights, llmk_tensor* expert_ids))      \
+    X(moe_permute, (llmk_context * ctx, const llmk_tensor* x, const llmk_tensor* expert_ids,                \
+                    int32_t num_experts, llmk_tensor* permuted, llmk_tensor* expert_offsets,                 \
+                    llmk_tensor* source_rows, llmk_tensor* permuted_rows))                                   \
+    X(moe_unpermute, (llmk_context * ctx, const llmk_tensor* expert_out, const llmk_tensor* weights,        \
+                      const llmk_tensor* permuted_rows, llmk_tensor* out))
+
+#define LLMK_DECLARE_CPU_OP(name, params) llmk_status llmk_cpu_##name params;
+#define LLMK_DECLARE_CUDA_OP(name, params) llmk_status llmk_cuda_##name params;
+LLMK_BACKEND_OPS(LLMK_DECLARE_CPU_OP)
+#ifdef LLMK_WITH_CUDA
+LLMK_BACKEND_OPS(LLMK_DECLARE_CUDA_OP)
+#define LLMK_CUDA_CALL(op, ...) llmk_cuda_##op(__VA_ARGS__)
+#else
+#define LLMK_CUDA_CALL(op, ...) llmk_fail(LLMK_STATUS_INTERNAL, "CUDA context without the CUDA backend")
+#endif
+
+/* Runs op on ctx's backend. The first argument after op must be ctx. */
+#define LLMK_DISPATCH(op, ctx, ...)                                                   \
+    ((ctx)->device_type == LLMK_DEVICE_TYPE_CUDA ? LLMK_CUDA_CALL(op, ctx, __VA_ARGS__) \
+                                                 : llmk_cpu_##op(ctx, __VA_ARGS__))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLMK_INTERNAL_H */

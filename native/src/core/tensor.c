@@ -1,0 +1,205 @@
+/* Validation of tensor views and the f16 conversions. */
+#include "internal.h"
+
+#include <stdio.h>
+
+size_t llmk_dtype_size(int32_t dtype) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32: return 4;
+    case LLMK_DTYPE_F16: return 2;
+    case LLMK_DTYPE_BF16: return 2;
+    case LLMK_DTYPE_I32: return 4;
+    case LLMK_DTYPE_I64: return 8;
+    default: return 0;
+    }
+}
+
+const char* llmk_dtype_name(int32_t dtype) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32: return "f32";
+    case LLMK_DTYPE_F16: return "f16";
+    case LLMK_DTYPE_BF16: return "bf16";
+    case LLMK_DTYPE_I32: return "i32";
+    case LLMK_DTYPE_I64: return "i64";
+    default: return "unknown";
+    }
+}
+
+static const char* device_name(int32_t device_type) {
+    switch (device_type) {
+    case LLMK_DEVICE_TYPE_CPU: return "cpu";
+    case LLMK_DEVICE_TYPE_CUDA: return "cuda";
+    default: return "unknown device";
+    }
+}
+
+int64_t llmk_numel(const llmk_tensor* t) {
+    int64_t n = 1;
+    for (int32_t d = 0; d < t->rank; d++)
+        n *= t->shape[d];
+    return n;
+}
+
+void llmk_format_shape(const llmk_tensor* t, char* buffer, size_t capacity) {
+    size_t used = 0;
+    int written = snprintf(buffer, capacity, "[");
+    used = written > 0 ? (size_t)written : 0;
+    int32_t rank = t->rank < 0 ? 0 : (t->rank > LLMK_MAX_RANK ? LLMK_MAX_RANK : t->rank);
+    for (int32_t d = 0; d < rank && used < capacity; d++) {
+        written = snprintf(buffer + used, capacity - used, d == 0 ? "%lld" : ", %lld", (long long)t->shape[d]);
+        used += written > 0 ? (size_t)written : 0;
+    }
+    if (used < capacity)
+        snprintf(buffer + used, capacity - used, "]");
+}
+
+static int dtype_mask_names(uint32_t mask, char* buffer, size_t capacity) {
+    size_t used = 0;
+    buffer[0] = '\0';
+    for (int32_t d = 0; d < LLMK_DTYPE_COUNT; d++) {
+        if (!(mask & LLMK_DTYPE_BIT(d)))
+            continue;
+        int written = snprintf(buffer + used, capacity - used, used ? ", %s" : "%s", llmk_dtype_name(d));
+        if (written < 0 || (size_t)written >= capacity - used)
+            break;
+        used += (size_t)written;
+    }
+    return (int)used;
+}
+
+llmk_status llmk_check_context(const llmk_context* ctx, const char* fn) {
+    if (!ctx)
+        return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: context is NULL", fn);
+    return LLMK_STATUS_OK;
+}
+
+llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const char* name, const llmk_tensor* t,
+                              int32_t rank, uint32_t dtype_mask, int32_t flags) {
+    if (!t)
+        return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: %s is NULL", fn, name);
+    if (t->rank < 1 || t->rank > LLMK_MAX_RANK)
+        return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: %s has rank %d; ranks 1..%d are supported", fn, name,
+                         (int)t->rank, LLMK_MAX_RANK);
+    if (rank > 0 && t->rank != rank)
+        return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: %s must have rank %d, got rank %d", fn, name, (int)rank,
+                         (int)t->rank);
+    if (t->dtype < 0 || t->dtype >= LLMK_DTYPE_COUNT)
+        return llmk_fail(LLMK_STATUS_DTYPE_MISMATCH, "%s: %s has unknown dtype %d", fn, name, (int)t->dtype);
+    if (!(dtype_mask & LLMK_DTYPE_BIT(t->dtype))) {
+        char allowed[64];
+        dtype_mask_names(dtype_mask, allowed, sizeof allowed);
+        return llmk_fail(LLMK_STATUS_DTYPE_MISMATCH, "%s: %s has dtype %s; expected one of %s", fn, name,
+                         llmk_dtype_name(t->dtype), allowed);
+    }
+    char shape[96];
+    int64_t count = 1;      /* elements */
+    uint64_t extent = 0;    /* last element offset + 1, in elements */
+    bool empty = false;
+    for (int32_t d = 0; d < t->rank; d++) {
+        if (t->shape[d] < 0) {
+            llmk_format_shape(t, shape, sizeof shape);
+            return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: %s has a negative dimension: %s", fn, name, shape);
+        }
+        if (t->strides[d] < 0)
+            return llmk_fail(LLMK_STATUS_BAD_STRIDE, "%s: %s has negative stride %lld in dimension %d", fn, name,
+                             (long long)t->strides[d], (int)d);
+        if (t->shape[d] == 0)
+            empty = true;
+    }
+    if (!empty) {
+        const uint64_t max = (uint64_t)INT64_MAX;
+        for (int32_t d = 0; d < t->rank; d++) {
+            uint64_t n = (uint64_t)t->shape[d];
+            if ((uint64_t)count > max / n)
+                goto overflow;
+            count *= (int64_t)n;
+            uint64_t span = n - 1, stride = (uint64_t)t->strides[d];
+            if (stride != 0 && span > (max - extent) / stride)
+                goto overflow;
+            extent += span * stride;
+        }
+        extent += 1;
+        if (extent > max / llmk_dtype_size(t->dtype) || (uint64_t)count > max / llmk_dtype_size(t->dtype))
+            goto overflow;
+        if (!t->data)
+            return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: %s has a NULL data pointer", fn, name);
+        if (!(flags & LLMK_CHECK_ANY_STRIDE) && t->strides[t->rank - 1] != 1 && t->shape[t->rank - 1] > 1)
+            return llmk_fail(LLMK_STATUS_BAD_STRIDE,
+                             "%s: %s must be contiguous in its last dimension (stride 1), has stride %lld", fn,
+                             name, (long long)t->strides[t->rank - 1]);
+    }
+    if (ctx && (t->device_type != ctx->device_type || t->device_index != ctx->device_index))
+        return llmk_fail(LLMK_STATUS_WRONG_DEVICE, "%s: %s lives on %s:%d but the context is %s:%d", fn, name,
+                         device_name(t->device_type), (int)t->device_index, device_name(ctx->device_type),
+                         (int)ctx->device_index);
+    return LLMK_STATUS_OK;
+overflow:
+    llmk_format_shape(t, shape, sizeof shape);
+    return llmk_fail(LLMK_STATUS_OVERFLOW, "%s: %s of shape %s and dtype %s overflows a 64-bit byte size", fn, name,
+                     shape, llmk_dtype_name(t->dtype));
+}
+
+llmk_status llmk_check_dim(const char* fn, const char* name, const llmk_tensor* t, int32_t dim, int64_t expected,
+                           const char* what) {
+    if (t->shape[dim] == expected)
+        return LLMK_STATUS_OK;
+    char shape[96];
+    llmk_format_shape(t, shape, sizeof shape);
+    return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: %s has shape %s; dimension %d must be %s = %lld", fn, name,
+                     shape, (int)dim, what, (long long)expected);
+}
+
+llmk_status llmk_check_same_shape(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
+                                  const llmk_tensor* b) {
+    bool same = a->rank == b->rank;
+    for (int32_t d = 0; same && d < a->rank; d++)
+        same = a->shape[d] == b->shape[d];
+    if (same)
+        return LLMK_STATUS_OK;
+    char sa[96], sb[96];
+    llmk_format_shape(a, sa, sizeof sa);
+    llmk_format_shape(b, sb, sizeof sb);
+    return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: %s has shape %s but %s has shape %s", fn, name_a, sa, name_b,
+                     sb);
+}
+
+llmk_status llmk_check_same_dtype(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
+                                  const llmk_tensor* b) {
+    if (a->dtype == b->dtype)
+        return LLMK_STATUS_OK;
+    return llmk_fail(LLMK_STATUS_DTYPE_MISMATCH, "%s: %s has dtype %s but %s has dtype %s", fn, name_a,
+                     llmk_dtype_name(a->dtype), name_b, llmk_dtype_name(b->dtype));
+}
+
+/* IEEE half <-> single, exact (subnormals included), round to nearest even. */
+float llmk_f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu;
+    uint32_t mantissa = h & 0x3ffu;
+    if (exponent == 0x1f)
+        return llmk_bits_to_float(sign | 0x7f800000u | (mantissa << 13));
+    if (exponent == 0) {
+        /* zero or subnormal: mantissa * 2^-24 */
+        float magnitude = (float)mantissa * (1.0f / 16777216.0f);
+        return sign ? -magnitude : magnitude;
+    }
+    return llmk_bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+uint16_t llmk_float_to_f16(float f) {
+    uint32_t bits = llmk_float_to_bits(f);
+    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+    uint32_t magnitude = bits & 0x7fffffffu;
+    if (magnitude > 0x7f800000u)
+        return (uint16_t)(sign | 0x7e00u); /* NaN */
+    if (magnitude >= 0x477ff000u)      /* rounds to >= 65520: infinity */
+        return (uint16_t)(sign | 0x7c00u);
+    if (magnitude < 0x38800000u) {     /* below the smallest normal half: subnormal or zero */
+        /* add 0.5 so the float adder rounds the mantissa to nearest even at 2^-24 */
+        float value = llmk_bits_to_float(magnitude) + 0.5f;
+        return (uint16_t)(sign | (uint16_t)(llmk_float_to_bits(value) - 0x3f000000u));
+    }
+    uint32_t mantissa_odd = (magnitude >> 13) & 1u;
+    magnitude += 0xc8000fffu + mantissa_odd; /* rebias exponent (-112 << 23) and round */
+    return (uint16_t)(sign | (uint16_t)(magnitude >> 13));
+}
