@@ -1,38 +1,47 @@
 # Builds libllmk_cuda (the C API with the CUDA backend) when a CUDA toolkit is usable (LLMK_CUDA AUTO/ON).
 include(CheckLanguage)
 
-function(llmk_add_cuda_backend)
+# A macro, not a function: enable_language(CUDA) has to run in directory scope, or the CMAKE_CUDA_*
+# rule variables it defines vanish with the function's scope and generation fails ("Missing variable
+# CMAKE_CUDA_COMPILE_OBJECT").
+macro(llmk_add_cuda_backend)
+  set(_llmk_cuda_usable FALSE)
+  file(GLOB _llmk_cuda_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu)
   if(LLMK_CUDA STREQUAL "OFF")
     message(STATUS "llmk: CUDA backend disabled (LLMK_CUDA=OFF)")
-    return()
-  endif()
-  file(GLOB cuda_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/native/src/cuda/*.cu)
-  if(NOT cuda_sources)
+  elseif(NOT _llmk_cuda_sources)
     message(STATUS "llmk: no CUDA sources; CPU-only build")
-    return()
-  endif()
-  check_language(CUDA)
-  if(NOT CMAKE_CUDA_COMPILER)
-    if(LLMK_CUDA STREQUAL "ON")
-      message(FATAL_ERROR "llmk: LLMK_CUDA=ON but no CUDA compiler was found")
+  else()
+    # check_language's probe (CMake 3.25) ignores CMAKE_CUDA_HOST_COMPILER, and nvcc 11.8 rejects the
+    # default gcc 12; CUDAHOSTCXX reaches the probe.
+    if(CMAKE_CUDA_HOST_COMPILER AND NOT DEFINED ENV{CUDAHOSTCXX})
+      set(ENV{CUDAHOSTCXX} "${CMAKE_CUDA_HOST_COMPILER}")
     endif()
-    message(STATUS "llmk: no CUDA toolkit found; CPU-only build")
-    return()
+    check_language(CUDA)
+    if(CMAKE_CUDA_COMPILER)
+      set(_llmk_cuda_usable TRUE)
+    elseif(LLMK_CUDA STREQUAL "ON")
+      message(FATAL_ERROR "llmk: LLMK_CUDA=ON but no CUDA compiler was found")
+    else()
+      message(STATUS "llmk: no CUDA toolkit found; CPU-only build")
+    endif()
   endif()
-  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-    set(CMAKE_CUDA_ARCHITECTURES 80 90)
+  if(_llmk_cuda_usable)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 80 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    message(STATUS "llmk: CUDA backend with CUDA ${CMAKE_CUDA_COMPILER_VERSION} for ${CMAKE_CUDA_ARCHITECTURES}")
+    llmk_library(llmk_cuda)
+    target_sources(llmk_cuda PRIVATE ${_llmk_cuda_sources})
+    target_compile_definitions(llmk_cuda PRIVATE LLMK_WITH_CUDA)
+    set_target_properties(llmk_cuda PROPERTIES
+      CUDA_STANDARD 17
+      CUDA_VISIBILITY_PRESET hidden
+      CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+    target_compile_options(llmk_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
+    # cudart static: only the driver (libcuda) and cuBLAS are needed at run time.
+    target_link_libraries(llmk_cuda PRIVATE CUDA::cudart_static CUDA::cublas)
   endif()
-  enable_language(CUDA)
-  find_package(CUDAToolkit REQUIRED)
-  message(STATUS "llmk: CUDA backend with CUDA ${CMAKE_CUDA_COMPILER_VERSION} for ${CMAKE_CUDA_ARCHITECTURES}")
-  llmk_library(llmk_cuda)
-  target_sources(llmk_cuda PRIVATE ${cuda_sources})
-  target_compile_definitions(llmk_cuda PRIVATE LLMK_WITH_CUDA)
-  set_target_properties(llmk_cuda PROPERTIES
-    CUDA_STANDARD 17
-    CUDA_VISIBILITY_PRESET hidden
-    CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
-  target_compile_options(llmk_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
-  # cudart static: only the driver (libcuda) and cuBLAS are needed at run time.
-  target_link_libraries(llmk_cuda PRIVATE CUDA::cudart_static CUDA::cublas)
-endfunction()
+endmacro()

@@ -1,0 +1,362 @@
+using LlmKernels.Interop;
+using LlmKernels.Models.Safetensors;
+
+namespace LlmKernels.Models;
+
+/// <summary>
+/// Receives the residual stream [tokens, hidden] during <see cref="LlamaModel.Forward"/>: index 0 is the
+/// embedding output and index l + 1 the output of layer l, as transformers' hidden_states (before the
+/// final norm). The tensor is scratch memory: copy what you keep (ToFloatArray).
+/// </summary>
+public delegate void LayerHook(int index, Tensor hidden);
+
+/// <summary>The keys and values of every layer for one sequence: [1, capacity, kv_heads, head_dim] each.</summary>
+public sealed class KvCache : IDisposable
+{
+    internal readonly Tensor[] Keys, Values;
+
+    internal KvCache(Context ctx, ModelConfig c, LlmkDtype dtype, int capacity)
+    {
+        Capacity = capacity;
+        Keys = new Tensor[c.NumHiddenLayers];
+        Values = new Tensor[c.NumHiddenLayers];
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+        {
+            Keys[l] = ctx.Allocate(dtype, 1, capacity, c.NumKeyValueHeads, c.HeadDim);
+            Values[l] = ctx.Allocate(dtype, 1, capacity, c.NumKeyValueHeads, c.HeadDim);
+        }
+    }
+
+    /// <summary>Tokens the cache can hold.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Tokens already in the cache (the position of the next token).</summary>
+    public int Length { get; internal set; }
+
+    /// <summary>Starts a new sequence; the memory is reused.</summary>
+    public void Reset() => Length = 0;
+
+    public void Dispose()
+    {
+        foreach (var t in Keys.Concat(Values)) t?.Dispose();
+    }
+}
+
+/// <summary>
+/// The Llama-family decoder (llama, mistral, qwen2, mixtral) over LlmKernels: one loop over layers, each
+/// step one kernel call, as llama2.c's run.c. Weights stay in their stored dtype (f32, f16, bf16);
+/// activations are <see cref="ActivationDtype"/> (f32 on the CPU).
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private sealed class Layer
+    {
+        public required Tensor InputNorm, PostNorm, Wq, Wk, Wv, Wo;   // norms [hidden]; Wq [heads*hd, hidden]; Wk, Wv [kv*hd, hidden]; Wo [hidden, heads*hd]
+        public Tensor? Bq, Bk, Bv, Bo;                                // biases [out] (qwen2: q, k, v)
+        public Tensor? Gate, Up, Down, BGate, BUp, BDown;            // dense MLP: gate, up [ffn, hidden]; down [hidden, ffn]
+        public Tensor? Router;                                        // mixtral: [experts, hidden]
+        public (Tensor W1, Tensor W2, Tensor W3)[]? Experts;         // w1 (gate), w3 (up) [ffn, hidden]; w2 (down) [hidden, ffn]
+        public LlmkAttentionParams Attention;                         // causal, with the layer's sliding window
+    }
+
+    private readonly WeightSource _source;
+    private readonly List<Tensor> _weights = [];
+    private readonly Tensor _embed, _finalNorm, _lmHead;             // [vocab, hidden], [hidden], [vocab, hidden]
+    private readonly Layer[] _layers;
+    private readonly Scratch _scratch;
+
+    public ModelConfig Config { get; }
+    public Context Context { get; }
+    public LlmkDtype ActivationDtype { get; }
+
+    /// <summary>Loads config.json and the safetensors weights of a Hugging Face checkpoint directory.</summary>
+    public static LlamaModel Load(Context ctx, string directory, LlmkDtype? activationDtype = null)
+    {
+        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
+        var source = WeightSource.FromCheckpoint(SafetensorsCheckpoint.Open(directory));
+        try
+        {
+            return new LlamaModel(ctx, config, source, activationDtype);
+        }
+        catch
+        {
+            source.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A model over <paramref name="source"/>, which the model owns from here (disposed with it).</summary>
+    public LlamaModel(Context ctx, ModelConfig config, WeightSource source, LlmkDtype? activationDtype = null)
+    {
+        Context = ctx;
+        Config = config;
+        _source = source;
+        try
+        {
+            var c = config;
+            long hidden = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
+            long ffn = c.IntermediateSize;
+            _embed = Weight("model.embed_tokens.weight", c.VocabSize, hidden);
+            _finalNorm = Weight("model.norm.weight", hidden);
+            _lmHead = c.TieWordEmbeddings ? _embed : Weight("lm_head.weight", c.VocabSize, hidden);
+            ActivationDtype = activationDtype ?? DefaultActivationDtype(ctx, _embed.DType);
+
+            _layers = new Layer[c.NumHiddenLayers];
+            for (int l = 0; l < c.NumHiddenLayers; l++)
+            {
+                string p = $"model.layers.{l}.";
+                int? window = c.SlidingWindowFor(l);
+                var layer = new Layer
+                {
+                    InputNorm = Weight(p + "input_layernorm.weight", hidden),
+                    PostNorm = Weight(p + "post_attention_layernorm.weight", hidden),
+                    Wq = Weight(p + "self_attn.q_proj.weight", q, hidden),
+                    Wk = Weight(p + "self_attn.k_proj.weight", kv, hidden),
+                    Wv = Weight(p + "self_attn.v_proj.weight", kv, hidden),
+                    Wo = Weight(p + "self_attn.o_proj.weight", hidden, q),
+                    // transformers' sliding window W: query i sees keys j with i - j < W.
+                    Attention = AttentionParams.Create(causal: true, windowLeft: window is int w ? w - 1 : -1),
+                };
+                if (c.QkvBias)
+                {
+                    layer.Bq = Weight(p + "self_attn.q_proj.bias", q);
+                    layer.Bk = Weight(p + "self_attn.k_proj.bias", kv);
+                    layer.Bv = Weight(p + "self_attn.v_proj.bias", kv);
+                }
+                if (c.OutputBias) layer.Bo = Weight(p + "self_attn.o_proj.bias", hidden);
+                if (c.IsMoe)
+                {
+                    layer.Router = Weight(p + "block_sparse_moe.gate.weight", c.NumLocalExperts, hidden);
+                    layer.Experts = new (Tensor, Tensor, Tensor)[c.NumLocalExperts];
+                    for (int e = 0; e < c.NumLocalExperts; e++)
+                    {
+                        string x = $"{p}block_sparse_moe.experts.{e}.";
+                        layer.Experts[e] = (Weight(x + "w1.weight", ffn, hidden), Weight(x + "w2.weight", hidden, ffn),
+                                            Weight(x + "w3.weight", ffn, hidden));
+                    }
+                }
+                else
+                {
+                    layer.Gate = Weight(p + "mlp.gate_proj.weight", ffn, hidden);
+                    layer.Up = Weight(p + "mlp.up_proj.weight", ffn, hidden);
+                    layer.Down = Weight(p + "mlp.down_proj.weight", hidden, ffn);
+                    if (c.MlpBias)
+                    {
+                        layer.BGate = Weight(p + "mlp.gate_proj.bias", ffn);
+                        layer.BUp = Weight(p + "mlp.up_proj.bias", ffn);
+                        layer.BDown = Weight(p + "mlp.down_proj.bias", hidden);
+                    }
+                }
+                _layers[l] = layer;
+            }
+            _scratch = new Scratch(ctx, ActivationDtype);
+        }
+        catch
+        {
+            foreach (var t in _weights) t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>f32 on the CPU; on CUDA the weights' half type (f16/bf16), else bf16.</summary>
+    public static LlmkDtype DefaultActivationDtype(Context ctx, LlmkDtype weightDtype) =>
+        !ctx.IsCuda ? LlmkDtype.F32 : weightDtype is LlmkDtype.F16 or LlmkDtype.Bf16 ? weightDtype : LlmkDtype.Bf16;
+
+    private Tensor Weight(string name, params long[] shape)
+    {
+        var t = _source.Get(Context, name)
+            ?? throw new ModelFormatException($"{_source.Origin}: missing tensor '{name}' (config.json implies [{string.Join(", ", shape)}])");
+        _weights.Add(t);
+        if (!t.Shape.SequenceEqual(shape))
+            throw new ModelFormatException(
+                $"{_source.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], config.json implies [{string.Join(", ", shape)}]");
+        return t;
+    }
+
+    /// <summary>A KV cache for up to <paramref name="capacity"/> tokens of one sequence.</summary>
+    public KvCache CreateCache(int capacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        return new KvCache(Context, Config, ActivationDtype, capacity);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions cache.Length.. (prefill with many, decode with one),
+    /// appending their keys and values to <paramref name="cache"/>. Returns the logits of the last token
+    /// [vocab], or of every token [tokens * vocab] with <paramref name="allLogits"/>.
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, LayerHook? hook = null)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        var c = Config;
+        var ctx = Context;
+        int n = tokens.Length, start = cache.Length;
+        if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
+        if (start + n > cache.Capacity)
+            throw new InvalidOperationException($"the KV cache holds {cache.Capacity} tokens; {start} are in it and {n} more do not fit");
+        float eps = (float)c.RmsNormEps;
+        int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, hd = c.HeadDim;
+        var s = _scratch;
+        s.Begin(n);
+
+        var positions = new int[n];
+        for (int i = 0; i < n; i++) positions[i] = start + i;
+        using var ids = ctx.FromHost<int>(tokens, LlmkDtype.I32, n);
+        using var pos = ctx.FromHost<int>(positions, LlmkDtype.I32, n);
+        using var seqlens = ctx.FromHost<int>([start], LlmkDtype.I32, 1);
+        var rope = RopeParams(start + n);
+
+        var x = s.Get("x", c.HiddenSize);                 // residual stream [n, hidden]
+        var h = s.Get("h", c.HiddenSize);                 // normalized input of attention / MLP
+        var q = s.Get("q", heads * hd);
+        var k = s.Get("k", kvHeads * hd);
+        var v = s.Get("v", kvHeads * hd);
+        var attn = s.Get("attn", heads * hd);
+        var o = s.Get("o", c.HiddenSize);
+
+        // x = embedding rows of the tokens
+        Kernels.Embedding(ctx, _embed, ids, x);
+        hook?.Invoke(0, x);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var L = _layers[l];
+            // h = rmsnorm(x) * input_layernorm
+            Kernels.RmsNorm(ctx, x, L.InputNorm, eps, h);
+            // q, k, v = h . Wq^T, h . Wk^T, h . Wv^T (+ bias)
+            Kernels.Linear(ctx, h, L.Wq, L.Bq, q);
+            Kernels.Linear(ctx, h, L.Wk, L.Bk, k);
+            Kernels.Linear(ctx, h, L.Wv, L.Bv, v);
+            // rotate q and k by their positions
+            Kernels.Rope(ctx, pos, rope, q.Reshape(n, heads, hd), k.Reshape(n, kvHeads, hd));
+            // append k, v to the layer's cache; attn = causal (windowed) attention of q over the cache
+            Kernels.AttentionKvCache(ctx, q.Reshape(1, n, heads, hd), cache.Keys[l], cache.Values[l],
+                                     k.Reshape(1, n, kvHeads, hd), v.Reshape(1, n, kvHeads, hd), seqlens,
+                                     attn.Reshape(1, n, heads, hd), L.Attention);
+            // o = attn . Wo^T
+            Kernels.Linear(ctx, attn, L.Wo, L.Bo, o);
+            // x += o; h = rmsnorm(x) * post_attention_layernorm
+            Kernels.AddRmsNorm(ctx, o, x, L.PostNorm, eps, h);
+            // o = mlp(h): down(silu(gate(h)) * up(h)), or the top-k mixture of such experts
+            if (L.Experts is null) Mlp(L.Gate!, L.Up!, L.Down!, L.BGate, L.BUp, L.BDown, h, o, "mlp");
+            else Moe(L, h, o, n);
+            // x += o
+            Kernels.Add(ctx, x, o, x);
+            hook?.Invoke(l + 1, x);
+        }
+        cache.Length = start + n;
+
+        // logits = rmsnorm(x) * norm . lm_head^T, for the last token or all of them
+        int rows = allLogits ? n : 1;
+        var last = x.Slice(0, n - rows, rows);
+        var normed = h.Slice(0, 0, rows);
+        Kernels.RmsNorm(ctx, last, _finalNorm, eps, normed);
+        var logits = s.Get("logits", c.VocabSize).Slice(0, 0, rows);
+        Kernels.Linear(ctx, normed, _lmHead, null, logits);
+        return logits.ToFloatArray();
+    }
+
+    /// <summary>output = (act(input . gate^T) * (input . up^T)) . down^T, SwiGLU.</summary>
+    private void Mlp(Tensor gate, Tensor up, Tensor down, Tensor? bGate, Tensor? bUp, Tensor? bDown,
+                     Tensor input, Tensor output, string scratch)
+    {
+        long rows = input.Dim(0);
+        var g = _scratch.Get(scratch + ".gate", Config.IntermediateSize, rows);
+        var u = _scratch.Get(scratch + ".up", Config.IntermediateSize, rows);
+        Kernels.Linear(Context, input, gate, bGate, g);
+        Kernels.Linear(Context, input, up, bUp, u);
+        Kernels.GatedActivationSplit(Context, LlmkActivation.Silu, g, u, g);
+        Kernels.Linear(Context, g, down, bDown, output);
+    }
+
+    /// <summary>Mixtral's sparse MoE: route each token to its top-k experts, run each expert on its rows, combine.</summary>
+    private void Moe(Layer L, Tensor h, Tensor output, int n)
+    {
+        var c = Config;
+        var ctx = Context;
+        int experts = c.NumLocalExperts, topK = c.NumExpertsPerTok;
+        var s = _scratch;
+        // router logits [n, experts]; softmax, top-k, renormalized weights (Mixtral)
+        var routerLogits = s.Get("moe.logits", experts);
+        Kernels.Linear(ctx, h, L.Router!, null, routerLogits);
+        var weights = s.Get("moe.weights", topK, n, LlmkDtype.F32);
+        var ids = s.Get("moe.ids", topK, n, LlmkDtype.I32);
+        var router = new LlmkMoeRouterParams { top_k = topK, scoring = (int)LlmkMoeScoring.Softmax, renormalize = 1 };
+        Kernels.MoeRoute(ctx, routerLogits, null, router, weights, ids);
+        // gather token rows into expert order
+        var permuted = s.Get("moe.permuted", c.HiddenSize, n * topK);
+        var offsets = s.Get("moe.offsets", experts + 1, 1, LlmkDtype.I32).Reshape(experts + 1);
+        var sourceRows = s.Get("moe.source", n * topK, 1, LlmkDtype.I32).Reshape(n * topK);
+        var permutedRows = s.Get("moe.rows", topK, n, LlmkDtype.I32);
+        Kernels.MoePermute(ctx, h, ids, experts, permuted, offsets, sourceRows, permutedRows);
+        // each expert's SwiGLU on its contiguous rows
+        var expertOut = s.Get("moe.out", c.HiddenSize, n * topK);
+        var bounds = offsets.ToArray<int>();
+        for (int e = 0; e < experts; e++)
+        {
+            int count = bounds[e + 1] - bounds[e];
+            if (count == 0) continue;
+            var (w1, w2, w3) = L.Experts![e];
+            Mlp(w1, w3, w2, null, null, null, permuted.Slice(0, bounds[e], count), expertOut.Slice(0, bounds[e], count), "expert");
+        }
+        // output[t] = sum over slots of weight * expert row
+        Kernels.MoeUnpermute(ctx, expertOut, weights, permutedRows, output);
+    }
+
+    /// <summary>The rope parameters of config.json; dynamic NTK scaling is computed for the current length.</summary>
+    private LlmkRopeParams RopeParams(int sequenceLength)
+    {
+        var r = Config.RopeScaling;
+        if (r is null) return Rope.Create((float)Config.RopeTheta);
+        var scaling = r.Type switch
+        {
+            RopeScalingType.Linear => LlmkRopeScaling.Linear,
+            RopeScalingType.Dynamic => LlmkRopeScaling.Dynamic,
+            RopeScalingType.Llama3 => LlmkRopeScaling.Llama3,
+            RopeScalingType.Yarn => LlmkRopeScaling.Yarn,
+            _ => LlmkRopeScaling.Default,
+        };
+        return Rope.Create((float)Config.RopeTheta, LlmkRopeStyle.Neox, 0, scaling, (float)r.Factor,
+                           r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings, sequenceLength,
+                           (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
+                           (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
+                           (float)(r.AttentionFactor ?? 0), r.Truncate);
+    }
+
+    public void Dispose()
+    {
+        _scratch?.Dispose();
+        foreach (var t in _weights) t.Dispose();
+        _source.Dispose();
+    }
+
+    /// <summary>
+    /// Activation buffers kept between calls so decode steps do not allocate: each named buffer is
+    /// [capacity rows, width] and grows when a call has more rows; callers get a view of the rows in use.
+    /// </summary>
+    private sealed class Scratch(Context ctx, LlmkDtype dtype) : IDisposable
+    {
+        private readonly Dictionary<string, Tensor> _buffers = new();
+        private long _rows;
+
+        public void Begin(long rows) => _rows = rows;
+
+        /// <summary>A [rows, width] view; rows defaults to the current call's token count.</summary>
+        public Tensor Get(string name, long width, long rows = -1, LlmkDtype? type = null)
+        {
+            if (rows < 0) rows = _rows;
+            var t = type ?? dtype;
+            if (!_buffers.TryGetValue(name, out var buffer) || buffer.Dim(0) < rows || buffer.Dim(1) != width || buffer.DType != t)
+            {
+                buffer?.Dispose();
+                _buffers[name] = buffer = ctx.Allocate(t, Math.Max(rows, buffer?.Dim(0) ?? 0), width);
+            }
+            return buffer.Slice(0, 0, rows);
+        }
+
+        public void Dispose()
+        {
+            foreach (var b in _buffers.Values) b.Dispose();
+            _buffers.Clear();
+        }
+    }
+}

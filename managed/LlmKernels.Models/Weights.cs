@@ -1,0 +1,78 @@
+using LlmKernels.Interop;
+using LlmKernels.Models.Safetensors;
+
+namespace LlmKernels.Models;
+
+/// <summary>
+/// Where a model's weights come from, by Hugging Face tensor name. <see cref="Get"/> returns a tensor on the
+/// model's context, or null when the name is absent (optional tensors such as biases).
+/// </summary>
+public abstract class WeightSource : IDisposable
+{
+    /// <summary>Named in error messages (a directory, "embedded tiny-llama").</summary>
+    public abstract string Origin { get; }
+
+    public abstract Tensor? Get(Context ctx, string name);
+
+    public virtual void Dispose() { }
+
+    /// <summary>
+    /// Weights of a safetensors checkpoint. On the CPU each tensor is a view of the memory-mapped file
+    /// (no copy; the mapping stays open while the source lives); on CUDA each is uploaded once.
+    /// </summary>
+    public static WeightSource FromCheckpoint(SafetensorsCheckpoint checkpoint) => new CheckpointSource(checkpoint);
+
+    /// <summary>Weights held in host arrays (the embedded tiny models), converted to <paramref name="dtype"/>.</summary>
+    public static WeightSource FromArrays(string origin, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,
+                                          LlmkDtype dtype = LlmkDtype.F32) => new ArraySource(origin, weights, dtype);
+
+    /// <summary>The LlmkDtype of a safetensors dtype the kernels take as weights.</summary>
+    public static LlmkDtype? ToLlmk(SafetensorsDtype dtype) => dtype switch
+    {
+        SafetensorsDtype.F32 => LlmkDtype.F32,
+        SafetensorsDtype.F16 => LlmkDtype.F16,
+        SafetensorsDtype.BF16 => LlmkDtype.Bf16,
+        _ => null,
+    };
+
+    private sealed class CheckpointSource(SafetensorsCheckpoint checkpoint) : WeightSource
+    {
+        public override string Origin => checkpoint.Directory;
+
+        public override unsafe Tensor? Get(Context ctx, string name)
+        {
+            if (!checkpoint.Contains(name)) return null;
+            var (file, info) = checkpoint.Get(name);
+            var dtype = ToLlmk(info.DType)
+                ?? throw new ModelFormatException($"{file.Path}: tensor '{name}' is {SafetensorsFile.DtypeName(info.DType)}; weights must be F32, F16 or BF16");
+            if (info.Shape.Length is < 1 or > LlmkConstants.MaxRank)
+                throw new ModelFormatException($"{file.Path}: tensor '{name}' has rank {info.Shape.Length}; weights have rank 1..{LlmkConstants.MaxRank}");
+            nint data = file.GetPointer(info);
+            if (!ctx.IsCuda)
+                return Tensor.FromPointer(ctx, data, dtype, info.Shape, keepAlive: file);
+            var tensor = ctx.Allocate(dtype, info.Shape);
+            try
+            {
+                Native.Check(NativeMethods.llmk_upload(ctx.Pointer, (void*)tensor.DataPointer, (void*)data, (ulong)info.ByteLength));
+                GC.KeepAlive(file);
+                return tensor;
+            }
+            catch
+            {
+                tensor.Dispose();
+                throw;
+            }
+        }
+
+        public override void Dispose() => checkpoint.Dispose();
+    }
+
+    private sealed class ArraySource(string origin, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,
+                                     LlmkDtype dtype) : WeightSource
+    {
+        public override string Origin => origin;
+
+        public override Tensor? Get(Context ctx, string name) =>
+            weights.TryGetValue(name, out var w) ? ctx.FromFloats(w.Values, dtype, w.Shape) : null;
+    }
+}
