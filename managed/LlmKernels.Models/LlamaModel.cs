@@ -14,9 +14,11 @@ public delegate void LayerHook(int index, Tensor hidden);
 public sealed class KvCache : IDisposable
 {
     internal readonly Tensor[] Keys, Values;
+    internal readonly LlamaModel Owner;
 
-    internal KvCache(Context ctx, ModelConfig c, LlmkDtype dtype, int capacity)
+    internal KvCache(LlamaModel owner, Context ctx, ModelConfig c, LlmkDtype dtype, int capacity)
     {
+        Owner = owner;
         Capacity = capacity;
         Keys = new Tensor[c.NumHiddenLayers];
         Values = new Tensor[c.NumHiddenLayers];
@@ -64,6 +66,7 @@ public sealed class LlamaModel : IDisposable
     private readonly Tensor _embed, _finalNorm, _lmHead;             // [vocab, hidden], [hidden], [vocab, hidden]
     private readonly Layer[] _layers;
     private readonly Scratch _scratch;
+    private bool _disposed;
 
     public ModelConfig Config { get; }
     public Context Context { get; }
@@ -177,7 +180,7 @@ public sealed class LlamaModel : IDisposable
     public KvCache CreateCache(int capacity)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
-        return new KvCache(Context, Config, ActivationDtype, capacity);
+        return new KvCache(this, Context, Config, ActivationDtype, capacity);
     }
 
     /// <summary>
@@ -188,6 +191,9 @@ public sealed class LlamaModel : IDisposable
     public float[] Forward(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, LayerHook? hook = null)
     {
         ArgumentNullException.ThrowIfNull(cache);
+        // CPU weights are views of the memory-mapped files, which Dispose unmaps.
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (cache.Owner != this) throw new ArgumentException("the KV cache belongs to another model", nameof(cache));
         var c = Config;
         var ctx = Context;
         int n = tokens.Length, start = cache.Length;
@@ -324,6 +330,8 @@ public sealed class LlamaModel : IDisposable
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
         _scratch?.Dispose();
         foreach (var t in _weights) t.Dispose();
         _source.Dispose();

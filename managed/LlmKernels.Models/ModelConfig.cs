@@ -326,7 +326,7 @@ public sealed record ModelConfig
             Type = type,
             Factor = factor,
             // transformers falls back to max_position_embeddings for dynamic and yarn.
-            OriginalMaxPositionEmbeddings = original ?? maxPositions,
+            OriginalMaxPositionEmbeddings = original ?? (type is RopeScalingType.Dynamic or RopeScalingType.Yarn ? maxPositions : null),
             LowFreqFactor = s.OptionalDouble("low_freq_factor"),
             HighFreqFactor = s.OptionalDouble("high_freq_factor"),
             BetaFast = s.OptionalDouble("beta_fast"),

@@ -247,7 +247,7 @@ public static partial class Checks
     ];
 
     /// <summary>The attention family with the backend's default algorithm.</summary>
-    static IEnumerable<KernelCheck> AttentionChecks() => AttentionChecks(LlmkAttentionAlgorithm.Auto);
+    public static IEnumerable<KernelCheck> AttentionChecks() => AttentionChecks(LlmkAttentionAlgorithm.Auto);
 
     /// <summary>The attention family with one algorithm (the CPU tests run both NAIVE and FLASH).</summary>
     public static IEnumerable<KernelCheck> AttentionChecks(LlmkAttentionAlgorithm algorithm)
@@ -282,8 +282,9 @@ public static partial class Checks
         var kAfter = run.KCache.ToArray<byte>();
         var vAfter = run.VCache.ToArray<byte>();
         // Caches must hold exactly the expected bytes: new rows in place, everything else untouched (poison too).
-        long wrongBytes = kAfter.Zip(expectedK).Count(p => p.First != p.Second) + vAfter.Zip(expectedV).Count(p => p.First != p.Second);
-        var cacheErrors = new ErrorStats(wrongBytes, wrongBytes, wrongBytes);
+        static long[] Widen(byte[] bytes) => Array.ConvertAll(bytes, b => (long)b);
+        var cacheErrors = ErrorStats.Worst(Errors.CompareExact(Widen(expectedK), Widen(kAfter)),
+                                           Errors.CompareExact(Widen(expectedV), Widen(vAfter)));
         var (expected, expectedLse) = run.Oracle(run.KCache.ToFloatArray(), run.VCache.ToFloatArray());
         return CheckResult.Of(check, ErrorStats.Worst(Errors.Compare(expected, run.Output.ToFloatArray()),
                                                       Errors.Compare(expectedLse, run.Lse.ToFloatArray()), cacheErrors));

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using LlmKernels.Interop;
 
 namespace LlmKernels.Tests;
@@ -40,12 +41,20 @@ public class ContextTests
         void* p;
         Native.Check(NativeMethods.llmk_malloc(ctx.Pointer, 100, &p));
         Native.Check(NativeMethods.llmk_free(ctx.Pointer, p));
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Native.Check(NativeMethods.llmk_free(ctx.Pointer, p)),
-            "llmk_free", "already freed");
-        int local;
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Native.Check(NativeMethods.llmk_free(ctx.Pointer, &local)),
-            "llmk_free");
+        nint freed = (nint)p;
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Free(ctx, freed), "llmk_free", "already freed");
+        nint foreign = Marshal.AllocHGlobal(16);
+        try
+        {
+            TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Free(ctx, foreign), "llmk_free");
+        }
+        finally
+        {
+            Marshal.FreeHGlobal(foreign);
+        }
     }
+
+    private static unsafe void Free(Context ctx, nint pointer) => Native.Check(NativeMethods.llmk_free(ctx.Pointer, (void*)pointer));
 
     [Test]
     public unsafe void NullArgumentsAreRefused()
@@ -54,7 +63,7 @@ public class ContextTests
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(NativeMethods.llmk_malloc(0, 8, null)), "llmk_malloc", "context");
         using var ctx = Context.CreateCpu();
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(NativeMethods.llmk_upload(ctx.Pointer, null, null, 8)), "llmk_upload");
-        TestSupport.ExpectStatus(LlmkStatus.Overflow, () => { void* p; Native.Check(NativeMethods.llmk_malloc(ctx.Pointer, ulong.MaxValue, &p)); }, "llmk_malloc");
+        TestSupport.ExpectStatus(LlmkStatus.Overflow, () => MallocHuge(ctx), "llmk_malloc");
     }
 
     [Test]
@@ -102,6 +111,12 @@ public class ContextTests
         ctx.Dispose();
         Assert.Throws<ObjectDisposedException>(() => _ = ctx.Pointer);
         t.Dispose(); // frees through the still-alive native context
+    }
+
+    private static unsafe void MallocHuge(Context ctx)
+    {
+        void* p;
+        Native.Check(NativeMethods.llmk_malloc(ctx.Pointer, ulong.MaxValue, &p));
     }
 
     private static string ToUpperSnake(string name) =>

@@ -136,6 +136,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
+
     private static (List<SafetensorsTensorInfo>, Dictionary<string, string>, long) ParseHeader(string path, byte* basePtr, long fileLength)
     {
         ulong headerLength = 0;
@@ -153,6 +155,14 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (header[0] != (byte)'{')
             throw new ModelFormatException($"{path}: header does not start with '{{' (first byte 0x{header[0]:X2}); expected a JSON object");
 
+        try
+        {
+            _ = StrictUtf8.GetCharCount(header);
+        }
+        catch (System.Text.DecoderFallbackException e)
+        {
+            throw new ModelFormatException($"{path}: header is not valid UTF-8 JSON: invalid UTF-8 at header byte {e.Index}", e);
+        }
         JsonDocument doc;
         try
         {

@@ -103,7 +103,8 @@ internal sealed class BpeModel
         if (!_cache.TryGetValue(word, out var ids))
         {
             ids = Merge(InitialSymbols(word));
-            if (_cache.Count < 100_000) _cache[word] = ids;
+            // Short words repeat; a whole line (SentencePiece style, no pre-tokenizer) is not worth keeping.
+            if (word.Length <= 64 && _cache.Count < 100_000) _cache[word] = ids;
         }
         output.AddRange(ids);
     }

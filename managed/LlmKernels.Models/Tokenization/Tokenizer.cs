@@ -20,6 +20,7 @@ public sealed class Tokenizer
     private readonly Decoder? _decoder;
     private readonly List<object> _template = []; // post-processor: int[] (special ids) or null (the sequence)
     private readonly Dictionary<int, AddedToken> _addedById = new();
+    private readonly Dictionary<string, int> _addedByContent = new(StringComparer.Ordinal);
     private readonly AddedMatcher _rawMatcher, _normalizedMatcher;
 
     public IReadOnlyList<AddedToken> AddedTokens { get; }
@@ -49,6 +50,7 @@ public sealed class Tokenizer
                     t.OptionalBool("single_word", false));
                 if (token.Content.Length == 0) throw t.Error("has empty content");
                 if (!_addedById.TryAdd(token.Id, token)) throw t.Error($"reuses id {token.Id}");
+                _addedByContent.TryAdd(token.Content, token.Id);
                 added.Add(token);
             }
         }
@@ -91,8 +93,7 @@ public sealed class Tokenizer
         }
     }
 
-    public int? TokenToId(string token) =>
-        AddedTokens.FirstOrDefault(a => a.Content == token)?.Id ?? _model.TokenToId(token);
+    public int? TokenToId(string token) => _addedByContent.TryGetValue(token, out int id) ? id : _model.TokenToId(token);
 
     public string? IdToToken(int id) => _addedById.TryGetValue(id, out var a) ? a.Content : _model.IdToToken(id);
 

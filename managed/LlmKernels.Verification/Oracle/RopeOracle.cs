@@ -10,7 +10,7 @@ public static class RopeOracle
     /// <summary>transformers' (inv_freq, attention_factor) for a head of <paramref name="headDim"/>; dim is the
     /// rotary dimension (head_dim * partial_rotary_factor), the dimension every formula uses. Zero fields of the
     /// parameters stand for transformers' defaults, as documented in llmk.h.</summary>
-    public static (double[] InvFreq, double AttentionFactor) Frequencies(in LlmkRopeParams p, int headDim)
+    public static (double[] InvFreq, double AttentionFactor) Frequencies(LlmkRopeParams p, int headDim)
     {
         int dim = p.rotary_dim != 0 ? p.rotary_dim : headDim;
         double theta = p.theta, factor = p.factor;

@@ -1,6 +1,7 @@
 /* Gated activations (SwiGLU, GeGLU): validation, then the backend's split op. The fused [rows, 2d] form is
  * two strided views of the same buffer, so backends implement the split form only. */
 #include "internal.h"
+#include "output_check.h"
 #include "views.h"
 
 static llmk_status check_activation(const char* fn, int32_t activation) {
@@ -23,6 +24,7 @@ llmk_status llmk_gated_activation_split(llmk_context* ctx, int32_t activation, c
     LLMK_TRY(llmk_check_same_shape(fn, "out", out, "gate", gate));
     LLMK_TRY(llmk_check_same_dtype(fn, "up", up, "gate", gate));
     LLMK_TRY(llmk_check_same_dtype(fn, "out", out, "gate", gate));
+    LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
     /* Elementwise: each output reads only the same element of gate and up, so exact aliases are safe. */
     LLMK_TRY(llmk_check_no_overlap(fn, "gate", gate, "out", out, true));
     LLMK_TRY(llmk_check_no_overlap(fn, "up", up, "out", out, true));
@@ -47,6 +49,7 @@ llmk_status llmk_gated_activation(llmk_context* ctx, int32_t activation, const l
     LLMK_TRY(llmk_check_dim(fn, "out", out, 0, gate_up->shape[0], "rows (gate_up's first dimension)"));
     LLMK_TRY(llmk_check_dim(fn, "out", out, 1, d, "d (half of gate_up's last dimension)"));
     LLMK_TRY(llmk_check_same_dtype(fn, "out", out, "gate_up", gate_up));
+    LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
     LLMK_TRY(llmk_check_no_overlap(fn, "gate_up", gate_up, "out", out, false));
 
     llmk_tensor gate = *gate_up, up = *gate_up;

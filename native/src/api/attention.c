@@ -130,7 +130,8 @@ LLMK_API llmk_status llmk_attention_kvcache(llmk_context* context, const llmk_te
                                      &dims));
 
     if ((k_new == NULL) != (v_new == NULL))
-        return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: %s is NULL but %s is not; pass both k_new and v_new, or neither",
+        return llmk_fail(LLMK_STATUS_NULL_POINTER,
+                         "%s: %s is NULL but %s is not; pass both k_new and v_new, or neither",
                          fn, k_new ? "v_new" : "k_new", k_new ? "k_new" : "v_new");
     if (k_new) {
         LLMK_TRY(llmk_check_tensor(context, fn, "k_new", k_new, 4, LLMK_FLOATING, LLMK_CHECK_DEFAULT));

@@ -74,6 +74,9 @@ llmk_status llmk_moe_route(llmk_context* ctx, const llmk_tensor* logits, const l
                                LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_same_shape(fn, "expert_ids", expert_ids, "weights", weights));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "expert_ids", expert_ids));
+    LLMK_TRY(llmk_check_disjoint(fn, "weights", weights, "logits", logits));
+    LLMK_TRY(llmk_check_disjoint(fn, "expert_ids", expert_ids, "logits", logits));
+    LLMK_TRY(llmk_check_disjoint(fn, "expert_ids", expert_ids, "weights", weights));
     if (tokens == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(moe_route, ctx, logits, correction_bias, params, weights, expert_ids);
@@ -107,6 +110,15 @@ llmk_status llmk_moe_permute(llmk_context* ctx, const llmk_tensor* x, const llmk
                                LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_same_shape(fn, "permuted_rows", permuted_rows, "expert_ids", expert_ids));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "permuted_rows", permuted_rows));
+    /* The outputs are written while x and expert_ids are still being read. */
+    const llmk_tensor* outputs[] = {permuted, expert_offsets, source_rows, permuted_rows};
+    const char* output_names[] = {"permuted", "expert_offsets", "source_rows", "permuted_rows"};
+    for (int i = 0; i < 4; i++) {
+        LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], "x", x));
+        LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], "expert_ids", expert_ids));
+        for (int j = 0; j < i; j++)
+            LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], output_names[j], outputs[j]));
+    }
     return LLMK_DISPATCH(moe_permute, ctx, x, expert_ids, num_experts, permuted, expert_offsets, source_rows,
                          permuted_rows);
 }
@@ -128,5 +140,8 @@ llmk_status llmk_moe_unpermute(llmk_context* ctx, const llmk_tensor* expert_out,
     LLMK_TRY(llmk_check_dim(fn, "out", out, 1, hidden, "hidden"));
     LLMK_TRY(llmk_check_same_dtype(fn, "out", out, "expert_out", expert_out));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
+    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "expert_out", expert_out));
+    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "weights", weights));
+    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "permuted_rows", permuted_rows));
     return LLMK_DISPATCH(moe_unpermute, ctx, expert_out, weights, permuted_rows, out);
 }

@@ -1,5 +1,6 @@
 /* RMSNorm and the fused residual add + RMSNorm: validation, then the backend. */
 #include "internal.h"
+#include "output_check.h"
 #include "views.h"
 
 #include <math.h>
@@ -19,6 +20,7 @@ static llmk_status check_norm(const char* fn, llmk_context* ctx, const llmk_tens
         return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT,
                          "%s: flags is %d; expected LLMK_NORM_FLAGS_NONE (0) or LLMK_NORM_FLAGS_GEMMA (1)", fn,
                          (int)flags);
+    LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
     /* Rows are read whole before they are written, so out may be x itself, but no other overlap works. */
     LLMK_TRY(llmk_check_no_overlap(fn, "x", x, "out", out, true));
     LLMK_TRY(llmk_check_no_overlap(fn, "weight", weight, "out", out, false));
@@ -41,6 +43,7 @@ llmk_status llmk_add_rms_norm(llmk_context* ctx, const llmk_tensor* x, llmk_tens
     LLMK_TRY(llmk_check_tensor(ctx, fn, "residual", residual, 2, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_same_shape(fn, "residual", residual, "x", x));
     LLMK_TRY(llmk_check_same_dtype(fn, "residual", residual, "x", x));
+    LLMK_TRY(llmk_check_no_self_overlap(fn, "residual", residual));
     /* residual is both read and written as the sum, so it must share memory with nothing else. */
     LLMK_TRY(llmk_check_no_overlap(fn, "x", x, "residual", residual, false));
     LLMK_TRY(llmk_check_no_overlap(fn, "out", out, "residual", residual, false));

@@ -60,7 +60,8 @@ static inline llmk_status llmk_check_disjoint(const char* fn, const char* out_na
     uint64_t a_bytes = llmk_view_bytes(out), b_bytes = llmk_view_bytes(in);
     if (a_bytes == 0 || b_bytes == 0 || a + a_bytes <= b || b + b_bytes <= a)
         return LLMK_STATUS_OK;
-    return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s overlaps the memory of %s; it must be a separate buffer",
+    return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s overlaps the memory of %s (their address ranges intersect); this output "
+                     "must not share memory with that input",
                      fn, out_name, in_name);
 }
 

@@ -1,6 +1,8 @@
 /* Rotary position embeddings: the Hugging Face transformers frequency formulas (modeling_rope_utils.py,
  * ROPE_INIT_FUNCTIONS) computed once on the host, then the backend rotates q and k in place. */
 #include "internal.h"
+#include "output_check.h"
+#include "views.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -249,14 +251,17 @@ llmk_status llmk_rope(llmk_context* ctx, const llmk_tensor* positions, const llm
     LLMK_TRY(llmk_check_context(ctx, fn));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "positions", positions, 1, LLMK_INDEX, LLMK_CHECK_ANY_STRIDE));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "q", q, 3, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
+    LLMK_TRY(llmk_check_no_self_overlap(fn, "q", q)); /* rotated in place: each element once */
     LLMK_TRY(llmk_check_dim(fn, "positions", positions, 0, q->shape[0], "tokens (q's first dimension)"));
     if (q->shape[2] == 0)
         return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH, "%s: q has head_dim 0 (its last dimension); expected >= 2", fn);
     if (k) {
         LLMK_TRY(llmk_check_tensor(ctx, fn, "k", k, 3, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
+        LLMK_TRY(llmk_check_no_self_overlap(fn, "k", k));
         LLMK_TRY(llmk_check_same_dtype(fn, "k", k, "q", q));
         LLMK_TRY(llmk_check_dim(fn, "k", k, 0, q->shape[0], "tokens (q's first dimension)"));
         LLMK_TRY(llmk_check_dim(fn, "k", k, 2, q->shape[2], "head_dim (q's last dimension)"));
+        LLMK_TRY(llmk_check_no_overlap(fn, "q", q, "k", k, false)); /* both rotated in place */
     }
     int32_t rotary_dim = 0;
     float* inv_freq = NULL;

@@ -1,7 +1,7 @@
 /* CPU reference attention: the oracle the GPU kernels are checked against.
  *
  * For one batch b and query head h (kv head h / (heads / kv_heads)), query row i of q_len sees keys
- * j in [lo(i), hi(i)] of kv_len (see visible_keys), with scores
+ * j in [lo(i), hi(i)] of kv_len (see visible_keys; d = i + kv_len - q_len is its diagonal), with scores
  *     s = scale * q_i . k_j;  s = c * tanh(s / c) when softcap c > 0;  s -= slope[h] * |d - j| with ALiBi,
  * and out_i = sum_j softmax(s)_j v_j, lse_i = log(sum_j exp(s_j)). Two algorithms compute this:
  *   naive  one row of scores materialized, max, exp, sum, then the weighted sum of v;
@@ -10,13 +10,10 @@
  * Everything accumulates in f32. Work is split over (batch, head, query block) and every output is
  * computed by one thread in a fixed order, so the bits do not depend on the thread count. */
 #include "internal.h"
+#include "cpu_threads.h"
 
 #include <math.h>
 #include <stdlib.h>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 enum { BLOCK_Q = 16, BLOCK_K = 64 };
 
@@ -146,7 +143,7 @@ static void attend_flash(const head_problem* p, int64_t i0, int64_t i1, float* s
     float* v_block = k_block + BLOCK_K * n;    /* [BLOCK_K][n] */
     float* max = v_block + BLOCK_K * n;        /* [BLOCK_Q] running max */
     float* sum = max + BLOCK_Q;                /* [BLOCK_Q] running sum of exp(s - max) */
-    float* probs = sum + BLOCK_Q;              /* [BLOCK_K] */
+    float* scores = sum + BLOCK_Q;             /* [BLOCK_K] one row's scores in this key block */
 
     /* The keys any row of the block sees; lo and hi grow with i. */
     int64_t lo_first, hi_first, lo_last, hi_last;
@@ -177,9 +174,9 @@ static void attend_flash(const head_problem* p, int64_t i0, int64_t i1, float* s
                 continue; /* this row sees nothing in this block */
             float block_max = -INFINITY;
             for (int64_t j = lo; j <= hi; j++) {
-                probs[j - j0] = score(p, i, j, q_block + r * n, k_block + (j - j0) * n);
-                if (probs[j - j0] > block_max)
-                    block_max = probs[j - j0];
+                scores[j - j0] = score(p, i, j, q_block + r * n, k_block + (j - j0) * n);
+                if (scores[j - j0] > block_max)
+                    block_max = scores[j - j0];
             }
             float new_max = block_max > max[r] ? block_max : max[r];
             /* Rescale what was accumulated under the old max (exp(-inf) = 0 on the first block). */
@@ -189,7 +186,7 @@ static void attend_flash(const head_problem* p, int64_t i0, int64_t i1, float* s
                 acc_r[d] *= correction;
             sum[r] *= correction;
             for (int64_t j = lo; j <= hi; j++) {
-                float weight = expf(probs[j - j0] - new_max);
+                float weight = expf(scores[j - j0] - new_max);
                 const float* v_j = v_block + (j - j0) * n;
                 sum[r] += weight;
                 for (int64_t d = 0; d < n; d++)
@@ -204,8 +201,8 @@ static void attend_flash(const head_problem* p, int64_t i0, int64_t i1, float* s
 
 /* The shared core: attention of q over the first kv_lens[b] rows of k and v for every batch b.
  * k and v are [batch, >= kv_lens[b], kv_heads, head_dim] (the inputs, or the caches). */
-static llmk_status attend(llmk_context* ctx, const char* fn, const llmk_tensor* q, const llmk_tensor* k, const llmk_tensor* v,
-                          const int64_t* kv_lens, const llmk_tensor* alibi_slopes,
+static llmk_status attend(llmk_context* ctx, const char* fn, const llmk_tensor* q, const llmk_tensor* k,
+                          const llmk_tensor* v, const int64_t* kv_lens, const llmk_tensor* alibi_slopes,
                           const llmk_attention_params* params, llmk_tensor* out, llmk_tensor* lse) {
     const int64_t batch = q->shape[0], q_len = q->shape[1], heads = q->shape[2], head_dim = q->shape[3];
     if (batch == 0 || q_len == 0 || heads == 0)
@@ -236,11 +233,7 @@ static llmk_status attend(llmk_context* ctx, const char* fn, const llmk_tensor* 
 #endif
     for (int64_t task = 0; task < tasks; task++) {
         int64_t block = task % q_blocks, h = task / q_blocks % heads, b = task / q_blocks / heads;
-#if defined(_OPENMP)
-        float* mine = scratch + (size_t)omp_get_thread_num() * (size_t)per_thread;
-#else
-        float* mine = scratch;
-#endif
+        float* mine = scratch + (size_t)llmk_cpu_thread_index() * (size_t)per_thread;
         head_problem p;
         p.q_len = q_len;
         p.kv_len = kv_lens[b];
@@ -326,7 +319,8 @@ llmk_status llmk_cpu_attention_kvcache(llmk_context* ctx, const llmk_tensor* q, 
             append_rows(v_new, v_cache, b, kv_lens[b] - new_len);
         }
     }
-    llmk_status status = attend(ctx, "llmk_attention_kvcache", q, k_cache, v_cache, kv_lens, alibi_slopes, params, out, lse);
+    llmk_status status =
+        attend(ctx, "llmk_attention_kvcache", q, k_cache, v_cache, kv_lens, alibi_slopes, params, out, lse);
     free(kv_lens);
     return status;
 }

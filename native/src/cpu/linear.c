@@ -15,49 +15,108 @@
 enum {
     PANEL = 8,      /* output features per panel: two SSE or one AVX register per tile row */
     TILE_ROWS = 4,  /* rows per register tile */
-    ROW_CHUNK = 64  /* rows of non-f32 x converted to f32 at a time */
+    ROW_CHUNK = 64, /* rows of non-f32 x converted to f32 at a time */
+    PACK_BLOCK = 256 /* weight columns packed at a time: 8 KiB of panel */
 };
 
 /* acc[i][j] = sum over k of x_rows[i][k] * panel[k][j], for i < rows (TILE_ROWS, or 1 for the last rows).
  * Inlined with a constant rows, so each variant is unrolled; both add the same terms in the same order. */
+#if defined(__GNUC__)
+/* GNU vectors of PANEL lanes keep the accumulators in registers (a plain array ends up on the stack); the
+ * arithmetic is lane by lane, exactly the scalar loop below. */
+typedef float panel_lanes __attribute__((vector_size(PANEL * sizeof(float))));
+
 static inline __attribute__((always_inline)) void tile(int rows, const float* const* x_rows, const float* panel,
                                                        int64_t in_features, float acc[TILE_ROWS][PANEL]) {
-    float a[TILE_ROWS][PANEL] = {{0}};
+    panel_lanes a[TILE_ROWS] = {{0}};
     for (int64_t k = 0; k < in_features; k++) {
-        const float* w = panel + k * PANEL;
-        for (int i = 0; i < rows; i++) {
-            const float xv = x_rows[i][k];
-            for (int j = 0; j < PANEL; j++)
-                a[i][j] += xv * w[j];
-        }
+        panel_lanes w;
+        memcpy(&w, panel + k * PANEL, sizeof w);
+        for (int i = 0; i < rows; i++)
+            a[i] += x_rows[i][k] * w;
     }
+    for (int i = 0; i < rows; i++)
+        memcpy(acc[i], &a[i], sizeof a[i]);
+}
+#else
+static void tile(int rows, const float* const* x_rows, const float* panel, int64_t in_features,
+                 float acc[TILE_ROWS][PANEL]) {
+    float a[TILE_ROWS][PANEL] = {{0}};
+    for (int64_t k = 0; k < in_features; k++)
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < PANEL; j++)
+                a[i][j] += x_rows[i][k] * panel[k * PANEL + j];
     memcpy(acc, a, sizeof a);
 }
+#endif
 
-/* Weight rows [first, first + PANEL) as f32 [in_features][PANEL]; rows past out_features are zero. */
+/* Weight rows [first, first + PANEL) as f32 [in_features][PANEL]; rows past out_features are zero. Packed
+ * PACK_BLOCK columns at a time, so the strided writes of the eight rows hit the same cache lines in L1. */
 static void pack_panel(const llmk_tensor* weight, int64_t first, float* panel) {
     const int64_t out_features = weight->shape[0], in_features = weight->shape[1];
-    for (int j = 0; j < PANEL; j++) {
-        const int64_t o = first + j;
-        if (o >= out_features) {
-            for (int64_t k = 0; k < in_features; k++)
-                panel[k * PANEL + j] = 0.0f;
-            continue;
+    for (int64_t k0 = 0; k0 < in_features; k0 += PACK_BLOCK) {
+        const int64_t k1 = in_features - k0 < PACK_BLOCK ? in_features : k0 + PACK_BLOCK;
+        for (int j = 0; j < PANEL; j++) {
+            const int64_t o = first + j;
+            if (o >= out_features) {
+                for (int64_t k = k0; k < k1; k++)
+                    panel[k * PANEL + j] = 0.0f;
+                continue;
+            }
+            const int64_t row = o * weight->strides[0];
+            if (weight->dtype == LLMK_DTYPE_F32) {
+                const float* w = (const float*)weight->data + row;
+                for (int64_t k = k0; k < k1; k++)
+                    panel[k * PANEL + j] = w[k];
+            } else if (weight->dtype == LLMK_DTYPE_BF16) {
+                const uint16_t* w = (const uint16_t*)weight->data + row;
+                for (int64_t k = k0; k < k1; k++)
+                    panel[k * PANEL + j] = llmk_bf16_to_float(w[k]);
+            } else {
+                const uint16_t* w = (const uint16_t*)weight->data + row;
+                for (int64_t k = k0; k < k1; k++)
+                    panel[k * PANEL + j] = llmk_f16_to_float(w[k]);
+            }
         }
-        const int64_t row = o * weight->strides[0];
-        if (weight->dtype == LLMK_DTYPE_F32) {
-            const float* w = (const float*)weight->data + row;
-            for (int64_t k = 0; k < in_features; k++)
-                panel[k * PANEL + j] = w[k];
-        } else if (weight->dtype == LLMK_DTYPE_BF16) {
-            const uint16_t* w = (const uint16_t*)weight->data + row;
-            for (int64_t k = 0; k < in_features; k++)
-                panel[k * PANEL + j] = llmk_bf16_to_float(w[k]);
-        } else {
-            const uint16_t* w = (const uint16_t*)weight->data + row;
-            for (int64_t k = 0; k < in_features; k++)
-                panel[k * PANEL + j] = llmk_f16_to_float(w[k]);
+    }
+}
+
+/* Wider vectors where the CPU has them. No FMA: an fma rounds once where mul + add rounds twice, so the
+ * clones give bit-identical results. */
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GNUC__)
+#define LLMK_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LLMK_VECTOR_CLONES
+#endif
+
+/* y[rows, first_out .. first_out + PANEL) for count rows of f32 x (row stride x_stride), starting at y row
+ * first_row. panel is this thread's scratch [in_features][PANEL]. */
+LLMK_VECTOR_CLONES
+static void compute_panel(const llmk_tensor* weight, const llmk_tensor* bias, llmk_tensor* y, const float* x_f32,
+                          int64_t x_stride, int64_t first_row, int64_t count, int64_t first_out, float* panel) {
+    const int64_t in_features = weight->shape[1], out_features = weight->shape[0];
+    const int64_t outs = out_features - first_out < PANEL ? out_features - first_out : PANEL;
+    pack_panel(weight, first_out, panel);
+    for (int64_t r = 0; r < count;) {
+        const int tile_rows = count - r >= TILE_ROWS ? TILE_ROWS : 1;
+        const float* x_rows[TILE_ROWS];
+        for (int i = 0; i < tile_rows; i++)
+            x_rows[i] = x_f32 + (r + i) * x_stride;
+        float acc[TILE_ROWS][PANEL];
+        if (tile_rows == TILE_ROWS)
+            tile(TILE_ROWS, x_rows, panel, in_features, acc);
+        else
+            tile(1, x_rows, panel, in_features, acc);
+        for (int i = 0; i < tile_rows; i++) {
+            const int64_t y_row = (first_row + r + i) * y->strides[0];
+            for (int64_t j = 0; j < outs; j++) {
+                float value = acc[i][j];
+                if (bias)
+                    value += llmk_load_float(bias->data, bias->dtype, (first_out + j) * bias->strides[0]);
+                llmk_store_float(y->data, y->dtype, y_row + first_out + j, value);
+            }
         }
+        r += tile_rows;
     }
 }
 
@@ -96,33 +155,9 @@ llmk_status llmk_cpu_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_
         }
 
 #pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
-        for (int64_t p = 0; p < panels; p++) {
-            float* panel = panel_memory + (size_t)llmk_cpu_thread_index() * (size_t)in_features * PANEL;
-            pack_panel(weight, p * PANEL, panel);
-            const int64_t first_out = p * PANEL;
-            const int64_t outs = out_features - first_out < PANEL ? out_features - first_out : PANEL;
-            for (int64_t r = 0; r < count;) {
-                const int tile_rows = count - r >= TILE_ROWS ? TILE_ROWS : 1;
-                const float* x_rows[TILE_ROWS];
-                for (int i = 0; i < tile_rows; i++)
-                    x_rows[i] = x_f32 + (r + i) * x_stride;
-                float acc[TILE_ROWS][PANEL];
-                if (tile_rows == TILE_ROWS)
-                    tile(TILE_ROWS, x_rows, panel, in_features, acc);
-                else
-                    tile(1, x_rows, panel, in_features, acc);
-                for (int i = 0; i < tile_rows; i++) {
-                    const int64_t y_row = (first_row + r + i) * y->strides[0];
-                    for (int64_t j = 0; j < outs; j++) {
-                        float value = acc[i][j];
-                        if (bias)
-                            value += llmk_load_float(bias->data, bias->dtype, (first_out + j) * bias->strides[0]);
-                        llmk_store_float(y->data, y->dtype, y_row + first_out + j, value);
-                    }
-                }
-                r += tile_rows;
-            }
-        }
+        for (int64_t p = 0; p < panels; p++)
+            compute_panel(weight, bias, y, x_f32, x_stride, first_row, count, p * PANEL,
+                          panel_memory + (size_t)llmk_cpu_thread_index() * (size_t)in_features * PANEL);
     }
     free(panel_memory);
     free(x_chunk);

@@ -93,7 +93,6 @@ inline const char* cublas_status_name(cublasStatus_t s) {
     case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
     case CUBLAS_STATUS_INTERNAL_ERROR: return "CUBLAS_STATUS_INTERNAL_ERROR";
     case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
-    case CUBLAS_STATUS_LICENSE_ERROR: return "CUBLAS_STATUS_LICENSE_ERROR";
     default: return "unknown cuBLAS status";
     }
 }
@@ -319,10 +318,15 @@ struct Layout {
     /* Element offset of the linear (row-major) index i. */
     __host__ __device__ __forceinline__ int64_t offset(int64_t i) const {
         int64_t off = 0;
-        for (int32_t d = rank - 1; d > 0; d--) {
-            int64_t n = shape[d];
-            off += (i % n) * strides[d];
-            i /= n;
+        /* Unrolled with constant indices, so shape and strides stay in registers (a loop bounded by rank
+         * would index them dynamically, through local memory). */
+#pragma unroll
+        for (int32_t d = LLMK_MAX_RANK - 1; d > 0; d--) {
+            if (d < rank) {
+                const int64_t n = shape[d];
+                off += (i % n) * strides[d];
+                i /= n;
+            }
         }
         return off + i * strides[0];
     }
@@ -506,6 +510,12 @@ inline llmk_status Scratch::commit(llmk_context* ctx, const char* llmk_fn) {
         *out_[i] = base + offset_[i];
     return LLMK_STATUS_OK;
 }
+
+/* ---- shared ops ------------------------------------------------------------------------------------------- */
+
+/* out = src converted to out's dtype, any layouts (what llmk_convert does; elementwise.cu). For use
+ * inside other ops, with their llmk_fn in messages. */
+llmk_status convert(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* src, llmk_tensor* out);
 
 /* ---- data-dependent index checks -------------------------------------------------------------------- */
 

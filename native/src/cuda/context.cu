@@ -14,28 +14,48 @@ __global__ void probe_kernel() {}
 constexpr uint64_t kAlignment = 256;                 /* llmk_malloc's promise; cudaMalloc gives >= 256 */
 constexpr uint64_t kInitialWorkspace = 4ull << 20;   /* enough for the small ops; grown on demand */
 
+/* The runtime this library was linked with (cudart is static, so it is the build's). */
+int runtime_version() {
+    int v = 0;
+    if (cudaRuntimeGetVersion(&v) != cudaSuccess || v == 0)
+        v = CUDART_VERSION;
+    (void)cudaGetLastError();
+    return v;
+}
+
 /* "12.4" from 12040. */
 void format_version(int v, char* buffer, size_t capacity) {
     snprintf(buffer, capacity, "%d.%d", v / 1000, (v % 1000) / 10);
 }
 
-/* The architectures this library was compiled for, e.g. "sm_80, sm_90". */
-const char* built_architectures() {
+/* The architectures this library was compiled for, e.g. "sm_80 sm_90" (from nvcc's __CUDA_ARCH_LIST__,
+ * "800,900"). */
+void built_architectures(char* buffer, size_t capacity) {
 #if defined(__CUDA_ARCH_LIST__)
 #define LLMK_STR2(...) #__VA_ARGS__
 #define LLMK_STR(...) LLMK_STR2(__VA_ARGS__)
-    return "compute capabilities " LLMK_STR(__CUDA_ARCH_LIST__) " (x100)";
+    const char* list = LLMK_STR(__CUDA_ARCH_LIST__);
+    size_t used = 0;
+    buffer[0] = '\0';
+    for (const char* p = list; *p && used < capacity;) {
+        int arch = 0;
+        while (*p >= '0' && *p <= '9')
+            arch = arch * 10 + (*p++ - '0');
+        int n = snprintf(buffer + used, capacity - used, used ? " sm_%d" : "sm_%d", arch / 10);
+        used += n > 0 ? (size_t)n : 0;
+        while (*p && (*p < '0' || *p > '9'))
+            p++;
+    }
 #else
-    return "the CMAKE_CUDA_ARCHITECTURES of its build";
+    snprintf(buffer, capacity, "the CMAKE_CUDA_ARCHITECTURES of its build");
 #endif
 }
 
 /* Why CUDA cannot be used, from the error of the first runtime call, as UNAVAILABLE. */
 llmk_status fail_unavailable(const char* llmk_fn, cudaError_t e) {
     (void)cudaGetLastError();
-    int driver = 0, runtime = 0;
+    int driver = 0, runtime = runtime_version();
     (void)cudaDriverGetVersion(&driver);
-    (void)cudaRuntimeGetVersion(&runtime);
     char dv[16], rv[16];
     format_version(driver, dv, sizeof dv);
     format_version(runtime, rv, sizeof rv);
@@ -200,11 +220,13 @@ llmk_status create_state(const char* llmk_fn, int32_t device_index, llmk_cuda_st
         (void)cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_index);
         (void)cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_index);
         (void)cudaGetLastError();
+        char built[96];
+        built_architectures(built, sizeof built);
         if (e == cudaErrorNoKernelImageForDevice || e == cudaErrorInvalidDeviceFunction ||
             e == cudaErrorInvalidPtx || e == cudaErrorUnsupportedPtxVersion)
             return llmk_fail(LLMK_STATUS_UNAVAILABLE,
                              "%s: libllmk_cuda has no code for CUDA device %d (compute capability %d.%d); it was "
-                             "built for %s: %s", llmk_fn, (int)device_index, major, minor, built_architectures(),
+                             "built for %s: %s", llmk_fn, (int)device_index, major, minor, built,
                              cudaGetErrorName(e));
         return fail_unavailable(llmk_fn, e);
     }
@@ -309,9 +331,8 @@ extern "C" llmk_status llmk_cuda_device_describe(int32_t device_index, char* buf
         LLMK_TRY(llmk_cu::check_ordinal(llmk_fn, device_index));
         cudaDeviceProp prop;
         LLMK_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_index));
-        int driver = 0, runtime = 0;
+        int driver = 0, runtime = llmk_cu::runtime_version();
         LLMK_CUDA_CHECK(cudaDriverGetVersion(&driver));
-        LLMK_CUDA_CHECK(cudaRuntimeGetVersion(&runtime));
         char dv[16], rv[16];
         llmk_cu::format_version(driver, dv, sizeof dv);
         llmk_cu::format_version(runtime, rv, sizeof rv);

@@ -119,6 +119,8 @@ template <> struct bits<2> { using type = unsigned short; };
 template <> struct bits<4> { using type = unsigned; };
 template <> struct bits<8> { using type = unsigned long long; };
 
+} // namespace
+
 llmk_status convert(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* src, llmk_tensor* out) {
     llmk_cuda_state* st = state_of(ctx);
     if (src->dtype == out->dtype) {
@@ -138,6 +140,8 @@ llmk_status convert(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* s
         LLMK_DISPATCH_FLOAT(out->dtype, TO, return launch_convert<TS, TO>(st, llmk_fn, true, src, out);))
     return LLMK_STATUS_OK;
 }
+
+namespace {
 
 /* ---- embedding ------------------------------------------------------------------------------------------- */
 

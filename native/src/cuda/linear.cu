@@ -114,7 +114,7 @@ llmk_status linear(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* x,
         converted.dtype = x->dtype;
         converted.strides[0] = in;
         converted.strides[1] = 1;
-        LLMK_TRY(llmk_cuda_convert(ctx, weight, &converted));
+        LLMK_TRY(convert(ctx, llmk_fn, weight, &converted));
         w_data = weight_copy;
         w_ld = in;
     }
@@ -125,7 +125,7 @@ llmk_status linear(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* x,
         packed.data = x_copy;
         packed.strides[0] = in;
         packed.strides[1] = 1;
-        LLMK_TRY(llmk_cuda_convert(ctx, x, &packed));
+        LLMK_TRY(convert(ctx, llmk_fn, x, &packed));
         x_data = x_copy;
         x_ld = in;
     }

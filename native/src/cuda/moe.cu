@@ -256,7 +256,7 @@ __device__ __forceinline__ int32_t block_exclusive_scan(int32_t v, int32_t* shar
 
 /* One block: counts[c][e] becomes the entries of expert e in chunks before c; offsets[e] the rows
  * before expert e; offsets[experts] = entries. */
-__global__ void permute_scan_kernel(int32_t* counts, int32_t* offsets, PermuteArgs a) {
+__global__ void __launch_bounds__(kScanBlock) permute_scan_kernel(int32_t* counts, int32_t* offsets, PermuteArgs a) {
     __shared__ int32_t shared[33];
     int32_t carry = 0;
     for (int32_t base = 0; base < a.experts; base += blockDim.x) {
@@ -280,7 +280,7 @@ __global__ void permute_scan_kernel(int32_t* counts, int32_t* offsets, PermuteAr
         offsets[a.experts] = carry;
 }
 
-__global__ void permute_place_kernel(const int32_t* ids, int32_t* counts, const int32_t* offsets,
+__global__ void __launch_bounds__(kPlaceTile) permute_place_kernel(const int32_t* ids, int32_t* counts, const int32_t* offsets,
                                      int32_t* source_rows, int32_t* permuted_rows, PermuteArgs a) {
     __shared__ int32_t tile[kPlaceTile];
     const int64_t begin = (int64_t)blockIdx.x * a.chunk;

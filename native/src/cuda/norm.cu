@@ -16,7 +16,7 @@ struct NormRows {
 
 /* Residual: when non-null, residual += x (rounded to T) first and the norm is taken of the result. */
 template <class T, class W, int N>
-__global__ void rms_norm_kernel(const T* x, T* residual, const W* weight, T* out, NormRows p) {
+__global__ void __launch_bounds__(1024) rms_norm_kernel(const T* x, T* residual, const W* weight, T* out, NormRows p) {
     __shared__ float partial[32];
     const int64_t chunks = p.hidden / N;
     for (int64_t row = blockIdx.x; row < p.rows; row += gridDim.x) {

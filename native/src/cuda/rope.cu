@@ -25,7 +25,7 @@ struct RopeArgs {
 };
 
 template <class T, class P>
-__global__ void rope_kernel(const P* positions, T* q, T* k, RopeFreqs freqs, const float* freqs_device, RopeArgs a) {
+__global__ void __launch_bounds__(512) rope_kernel(const P* positions, T* q, T* k, RopeFreqs freqs, const float* freqs_device, RopeArgs a) {
     extern __shared__ float trig[]; /* cos [half], then sin [half] */
     float* cos_t = trig;
     float* sin_t = trig + a.half;

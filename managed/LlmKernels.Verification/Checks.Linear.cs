@@ -1,0 +1,55 @@
+using LlmKernels.Interop;
+using LlmKernels.Verification.Oracle;
+
+namespace LlmKernels.Verification;
+
+/// <summary>One llmk_linear case. WeightDType / BiasDType null: the activations' dtype. RowPadding stores x and y
+/// in wider buffers (row strides in_features + padding and out_features + padding).</summary>
+public sealed record LinearCase(string Name, int Rows, int InFeatures, int OutFeatures, bool Bias = true,
+                                LlmkDtype? WeightDType = null, LlmkDtype? BiasDType = null, int RowPadding = 0)
+{
+    public ErrorStats Run(Context ctx, LlmkDtype dtype, Random rng)
+    {
+        using var xBuffer = ctx.FromFloats(RandomData.Floats(rng, Rows * (InFeatures + RowPadding)), dtype, Rows, InFeatures + RowPadding);
+        using var x = xBuffer.Slice(1, 0, InFeatures);
+        // nn.Linear's initialization scale, so outputs stay of order one for any in_features.
+        float scale = 1 / MathF.Sqrt(Math.Max(InFeatures, 1));
+        using var weight = ctx.FromFloats(RandomData.Floats(rng, OutFeatures * InFeatures, scale), WeightDType ?? dtype, OutFeatures, InFeatures);
+        using var bias = Bias ? ctx.FromFloats(RandomData.Floats(rng, OutFeatures), BiasDType ?? dtype, OutFeatures) : null;
+        using var yBuffer = ctx.Allocate(dtype, Rows, OutFeatures + RowPadding);
+        using var y = yBuffer.Slice(1, 0, OutFeatures);
+        yBuffer.Poison();
+        Kernels.Linear(ctx, x, weight, bias, y);
+        var expected = LinearOracle.Linear(RandomData.ToDoubles(x.ToFloatArray()), Rows, InFeatures,
+                                           RandomData.ToDoubles(weight.ToFloatArray()), OutFeatures,
+                                           bias is null ? [] : RandomData.ToDoubles(bias.ToFloatArray()));
+        return Errors.Compare(expected, y.ToFloatArray());
+    }
+
+    public override string ToString() => Name;
+}
+
+public static partial class Checks
+{
+    /// <summary>Ragged shapes (1x1x1 to 67x257x129), a TinyLlama-sized reduction, weights and bias in their own
+    /// dtypes, no bias, strided rows, and in_features 0 (y = bias).</summary>
+    public static IEnumerable<LinearCase> LinearCases()
+    {
+        yield return new("1x1 -> 1", 1, 1, 1);
+        yield return new("3x17 -> 33", 3, 17, 33);
+        yield return new("67x257 -> 129", 67, 257, 129);
+        yield return new("67x257 -> 129, no bias", 67, 257, 129, Bias: false);
+        yield return new("5x2048 -> 67 (TinyLlama hidden)", 5, 2048, 67);
+        yield return new("9x65 -> 31, bf16 weight, f32 bias", 9, 65, 31, WeightDType: LlmkDtype.Bf16, BiasDType: LlmkDtype.F32);
+        yield return new("9x65 -> 31, f16 weight and bias", 9, 65, 31, WeightDType: LlmkDtype.F16, BiasDType: LlmkDtype.F16);
+        yield return new("7x64 -> 70, f32 weight, bf16 bias", 7, 64, 70, WeightDType: LlmkDtype.F32, BiasDType: LlmkDtype.Bf16);
+        yield return new("70x33 -> 17, strided rows (+5)", 70, 33, 17, RowPadding: 5);
+        yield return new("4x0 -> 9 (y = bias)", 4, 0, 9);
+    }
+
+    public static IEnumerable<KernelCheck> LinearChecks() =>
+        from c in LinearCases()
+        from dtype in new[] { LlmkDtype.F32, LlmkDtype.F16, LlmkDtype.Bf16 }
+        select (KernelCheck)new DelegateCheck("linear", c.Name, dtype,
+                                              (check, ctx, rng) => CheckResult.Of(check, c.Run(ctx, dtype, rng)));
+}

@@ -1,0 +1,129 @@
+using LlmKernels.Interop;
+using LlmKernels.Verification;
+
+namespace LlmKernels.Tests;
+
+/// <summary>llmk_linear: the shared checks against the double-precision oracle, the fixed summation order
+/// (thread count and batch independence), and every validation.</summary>
+public class LinearTests
+{
+    private Context _cpu = null!;
+
+    [OneTimeSetUp]
+    public void CreateContext() => _cpu = Context.CreateCpu();
+
+    [OneTimeTearDown]
+    public void DisposeContext() => _cpu.Dispose();
+
+    private static IEnumerable<TestCaseData> CpuChecks() => Checks.LinearChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
+
+    private static IEnumerable<TestCaseData> GpuChecks() => Checks.LinearChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
+
+    [TestCaseSource(nameof(CpuChecks))]
+    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
+
+    [Category("Gpu")]
+    [TestCaseSource(nameof(GpuChecks))]
+    public void MatchesOracleOnCuda(KernelCheck check)
+    {
+        using var cuda = TestSupport.CudaOrIgnore();
+        TestSupport.AssertPasses(check, cuda);
+    }
+
+    private static byte[] RunLinear(Context ctx, float[] x, int rows, float[] w, float[] b, int inFeatures, int outFeatures)
+    {
+        using var xs = ctx.FromFloats(x, LlmkDtype.F32, rows, inFeatures);
+        using var ws = ctx.FromFloats(w, LlmkDtype.Bf16, outFeatures, inFeatures);
+        using var bs = ctx.FromFloats(b, LlmkDtype.F32, outFeatures);
+        using var y = ctx.Allocate(LlmkDtype.F32, rows, outFeatures);
+        Kernels.Linear(ctx, xs, ws, bs, y);
+        return y.ToArray<byte>();
+    }
+
+    /// <summary>Bit-identical outputs for 1 to 4 threads.</summary>
+    [Test]
+    public void ResultsDoNotDependOnTheThreadCount()
+    {
+        var rng = TestSupport.Rng();
+        const int rows = 13, inFeatures = 300, outFeatures = 77;
+        var x = RandomData.Floats(rng, rows * inFeatures);
+        var w = RandomData.Floats(rng, outFeatures * inFeatures);
+        var b = RandomData.Floats(rng, outFeatures);
+        using var single = Context.CreateCpu(1);
+        var reference = RunLinear(single, x, rows, w, b, inFeatures, outFeatures);
+        for (int threads = 2; threads <= 4; threads++)
+        {
+            using var ctx = Context.CreateCpu(threads);
+            Assert.That(RunLinear(ctx, x, rows, w, b, inFeatures, outFeatures), Is.EqualTo(reference), $"{threads} threads");
+        }
+    }
+
+    /// <summary>A row's result does not depend on the rows computed with it (decode equals prefill, bit for bit).</summary>
+    [Test]
+    public void EachRowIsIndependentOfTheBatch()
+    {
+        var rng = TestSupport.Rng();
+        const int rows = 11, inFeatures = 129, outFeatures = 35;
+        var x = RandomData.Floats(rng, rows * inFeatures);
+        var w = RandomData.Floats(rng, outFeatures * inFeatures);
+        var b = RandomData.Floats(rng, outFeatures);
+        var batch = RunLinear(_cpu, x, rows, w, b, inFeatures, outFeatures);
+        int rowBytes = outFeatures * sizeof(float);
+        for (int r = 0; r < rows; r++)
+        {
+            var alone = RunLinear(_cpu, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
+            Assert.That(alone, Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r}");
+        }
+    }
+
+    [Test]
+    public void RejectsBadArguments()
+    {
+        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 8);
+        using var w = _cpu.Allocate(LlmkDtype.Bf16, 5, 8);
+        using var b = _cpu.Allocate(LlmkDtype.F32, 5);
+        using var y = _cpu.Allocate(LlmkDtype.F32, 3, 5);
+        void Expect(LlmkStatus status, TestDelegate call, params string[] mentions) =>
+            TestSupport.ExpectStatus(status, call, ["llmk_linear:", .. mentions]);
+
+        using var wNarrow = _cpu.Allocate(LlmkDtype.Bf16, 5, 7);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, wNarrow, b, y), "weight", "in_features", "= 8");
+        using var bShort = _cpu.Allocate(LlmkDtype.F32, 4);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, w, bShort, y), "bias", "out_features", "= 5");
+        using var yWrongRows = _cpu.Allocate(LlmkDtype.F32, 4, 5);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, w, b, yWrongRows), "y", "rows", "= 3");
+        using var yBf16 = _cpu.Allocate(LlmkDtype.Bf16, 3, 5);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(_cpu, x, w, b, yBf16), "y has dtype bf16 but x has dtype f32");
+        using var xInt = _cpu.Allocate(LlmkDtype.I32, 3, 8);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(_cpu, xInt, w, b, y), "x has dtype i32");
+        using var x3 = _cpu.Allocate(LlmkDtype.F32, 1, 3, 8);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x3, w, b, y), "x must have rank 2");
+        using var wColumns = Tensor.FromPointer(_cpu, w.DataPointer, LlmkDtype.Bf16, [5, 4], w, [8, 2]);
+        using var xHalf = x.Slice(1, 0, 4);
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(_cpu, xHalf, wColumns, b, y), "weight", "contiguous");
+        using var wNegative = Tensor.FromPointer(_cpu, w.DataPointer, LlmkDtype.Bf16, [5, 8], w, [-8, 1]);
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(_cpu, x, wNegative, b, y), "weight", "negative stride");
+        using var huge = Tensor.FromPointer(_cpu, x.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], x);
+        Expect(LlmkStatus.Overflow, () => Kernels.Linear(_cpu, huge, w, b, y), "x", "overflows");
+        using var nullData = Tensor.FromPointer(_cpu, 0, LlmkDtype.Bf16, [5, 8], null);
+        Expect(LlmkStatus.NullPointer, () => Kernels.Linear(_cpu, x, nullData, b, y), "weight has a NULL data pointer");
+        // y over x's memory would overwrite inputs still to be read.
+        using var yOverX = Tensor.FromPointer(_cpu, x.DataPointer, LlmkDtype.F32, [3, 5], x);
+        Expect(LlmkStatus.InvalidArgument, () => Kernels.Linear(_cpu, x, w, b, yOverX), "y overlaps the memory of x");
+    }
+
+    [Test]
+    public unsafe void NullPointersAreRefused()
+    {
+        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 8);
+        using var w = _cpu.Allocate(LlmkDtype.F32, 5, 8);
+        using var y = _cpu.Allocate(LlmkDtype.F32, 3, 5);
+        LlmkTensor xs = x.Native, ws = w.Native, ys = y.Native;
+        void Expect(string mention, LlmkStatus status) =>
+            TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(status), "llmk_linear", mention);
+        Expect("context is NULL", NativeMethods.llmk_linear(0, &xs, &ws, null, &ys));
+        Expect("x is NULL", NativeMethods.llmk_linear(_cpu.Pointer, null, &ws, null, &ys));
+        Expect("weight is NULL", NativeMethods.llmk_linear(_cpu.Pointer, &xs, null, null, &ys));
+        Expect("y is NULL", NativeMethods.llmk_linear(_cpu.Pointer, &xs, &ws, null, null));
+    }
+}
