@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the CUDA 11.8 toolkit Debian bookworm ships (non-free) plus clang-14, the host compiler nvcc 11.8
-# accepts (gcc 12 is too new for it). Idempotent: does nothing when nvcc is already on PATH. Run as root.
+# accepts (gcc 12 is too new for it). Idempotent: does nothing when both are already on PATH. Run as root.
 set -euo pipefail
 
-if command -v nvcc >/dev/null 2>&1; then
-  echo "install-cuda: nvcc already present: $(command -v nvcc)"
+if command -v nvcc >/dev/null 2>&1 && command -v clang-14 >/dev/null 2>&1; then
+  echo "install-cuda: nvcc and clang-14 already present: $(command -v nvcc)"
   exit 0
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the native flavours and packs the LlmKernels NuGet package (and its .snupkg) into artifacts/packages:
 #   runtimes/linux-x64/native/libllmk.so        CPU build; links no CUDA library (checked)
-#   runtimes/linux-x64/native/libgomp.so.1      the OpenMP runtime libllmk.so needs, found through RUNPATH=$ORIGIN
+#   runtimes/linux-x64/native/libgomp.so.1      the OpenMP runtime libllmk.so needs; the managed loader loads it
+#                                               only where the system has none (no RUNPATH: the system's wins)
 #   runtimes/linux-x64/native/libllmk_cuda.so   CUDA build, when there is one (see LLMK_PACK_CUDA*)
 #   runtimes/win-x64/native/llmk.dll            cross-compiled with mingw-w64; needs only system DLLs (checked)
 # Environment (all optional):
@@ -27,8 +28,7 @@ cmake_version=$(sed -n 's/^project(LlmKernels VERSION \([0-9.]*\).*/\1/p' CMakeL
 [ "$version" = "$cmake_version" ] || fail "Directory.Build.props has Version $version but CMakeLists.txt has project VERSION $cmake_version"
 echo "== LlmKernels $version: native builds under $build"
 
-# RUNPATH $ORIGIN: libllmk finds the libgomp.so.1 shipped beside it when the system has none.
-cmake_common=(-G Ninja -DCMAKE_BUILD_TYPE=Release "-DCMAKE_BUILD_RPATH=\$ORIGIN")
+cmake_common=(-G Ninja -DCMAKE_BUILD_TYPE=Release)
 
 echo "== linux-x64 CPU"
 cpu_dir=$build/linux-x64
@@ -100,7 +100,7 @@ dotnet pack managed/LlmKernels.Package -c Release -o "$out" --artifacts-path "$b
 
 package=$out/LlmKernels.$version.nupkg
 [ -f "$package" ] && [ -f "$out/LlmKernels.$version.snupkg" ] || fail "dotnet pack made no $package (and .snupkg)"
-listing=$(unzip -Z1 "$package")
+listing=$(python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$package")
 expected=(README.md runtimes/linux-x64/native/libllmk.so runtimes/win-x64/native/llmk.dll)
 for tfm in net8.0 net10.0; do
   expected+=("lib/$tfm/LlmKernels.dll" "lib/$tfm/LlmKernels.xml")

@@ -21,6 +21,7 @@ internal sealed class ContextHandle : SafeHandle
 public sealed unsafe class Context : IDisposable
 {
     private readonly ContextHandle _handle;
+    private bool _disposed; // the handle may stay open after Dispose while buffers still reference it
 
     private Context(ContextHandle handle)
     {
@@ -83,7 +84,7 @@ public sealed unsafe class Context : IDisposable
     {
         get
         {
-            ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+            ObjectDisposedException.ThrowIf(_disposed || _handle.IsClosed, this);
             return _handle.DangerousGetHandle();
         }
     }
@@ -134,5 +135,9 @@ public sealed unsafe class Context : IDisposable
 
     public override string ToString() => IsCuda ? $"cuda:{DeviceIndex}" : "cpu";
 
-    public void Dispose() => _handle.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        _handle.Dispose();
+    }
 }

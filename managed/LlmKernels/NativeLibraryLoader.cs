@@ -151,19 +151,43 @@ public static class NativeLibraryLoader
 
     private static (nint Handle, string? Error) TryLoad(LoaderProbes probes, string path)
     {
+        var file = System.IO.Path.GetFileName(path);
         try
         {
             return (probes.Load(path), null);
         }
         catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
         {
-            return (0, ExplainLoadError(e.Message, System.IO.Path.GetFileName(path)));
+            var error = ExplainLoadError(e.Message, file);
+            // A dependency shipped beside the library (the package's libgomp.so.1) is used only where the system has
+            // none: loaded first, it satisfies the library's dependency by its soname. The system's copy wins otherwise,
+            // which matters where the shipped one needs a newer glibc than the system has.
+            var directory = System.IO.Path.GetDirectoryName(path);
+            var beside = string.IsNullOrEmpty(directory) ? [] : MissingDependencies(e.Message, file)
+                .Select(lib => System.IO.Path.Combine(directory, lib)).Where(probes.FileExists).ToList();
+            if (beside.Count == 0)
+                return (0, error);
+            try
+            {
+                foreach (var dependency in beside)
+                    probes.Load(dependency);
+                return (probes.Load(path), null);
+            }
+            catch (Exception retry) when (retry is DllNotFoundException or BadImageFormatException)
+            {
+                return (0, $"{error}; after loading {string.Join(", ", beside)} from beside it: {ExplainLoadError(retry.Message, file)}");
+            }
         }
     }
 
     // .NET wraps dlerror() in advice about strace and LD_DEBUG; the dynamic loader's own text is what says which
     // file is missing, so keep that and name the missing dependency.
     private static readonly Regex MissingDependency = new(@"(?<lib>[\w.+-]+\.so(\.[\d.]+)?): cannot open shared object file", RegexOptions.Compiled);
+
+    /// <summary>The libraries the dynamic loader says it could not find, other than the one asked for (whose
+    /// absence is already the message).</summary>
+    private static IEnumerable<string> MissingDependencies(string message, string requestedFile) =>
+        MissingDependency.Matches(message).Select(m => m.Groups["lib"].Value).Where(lib => lib != requestedFile).Distinct();
 
     /// <summary>The dynamic loader's message without .NET's generic advice, plus what a missing dependency means.</summary>
     internal static string ExplainLoadError(string message, string requestedFile)
@@ -174,10 +198,7 @@ public static class NativeLibraryLoader
             text = text[(marker + "LD_DEBUG environment variable:".Length)..].Trim();
         // The loader repeats the file it was asked for; one line is enough.
         text = string.Join(" | ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Distinct());
-        // The file asked for is not a dependency: its absence is already the message.
-        var missing = MissingDependency.Matches(text).Select(m => m.Groups["lib"].Value)
-                                       .Where(lib => lib != requestedFile).Distinct().ToList();
-        foreach (var lib in missing)
+        foreach (var lib in MissingDependencies(text, requestedFile))
         {
             var hint = lib switch
             {
@@ -188,7 +209,7 @@ public static class NativeLibraryLoader
                 _ when lib.StartsWith("libcuda.", StringComparison.Ordinal) =>
                     "the NVIDIA driver library is missing (no NVIDIA driver installed?)",
                 _ when lib.StartsWith("libgomp", StringComparison.Ordinal) =>
-                    "the OpenMP runtime is missing (install libgomp1)",
+                    "the OpenMP runtime is missing (install libgomp1, or keep the package's libgomp.so.1 beside libllmk)",
                 _ => null,
             };
             text += hint is null ? $" [missing dependency: {lib}]" : $" [missing dependency: {lib}: {hint}]";

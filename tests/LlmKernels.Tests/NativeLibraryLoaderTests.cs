@@ -29,6 +29,9 @@ public class NativeLibraryLoaderTests
         public Dictionary<nint, string?> CudaReasons { get; } = new();
         public List<string> Loaded { get; } = [];
         public List<nint> Freed { get; } = [];
+        /// <summary>Library -> a dependency the system lacks; loading fails until that file was loaded by path.</summary>
+        public Dictionary<string, string> MissingDependency { get; } = new();
+        private readonly HashSet<string> loadedOk = [];
         private readonly Dictionary<string, nint> handles = new();
 
         public LoaderProbes Probes() => new(
@@ -42,6 +45,9 @@ public class NativeLibraryLoaderTests
                     throw new DllNotFoundException(error);
                 if (!Files.Contains(path))
                     throw new DllNotFoundException(DotnetLoadError(path, $"{path}: cannot open shared object file: No such file or directory"));
+                if (MissingDependency.TryGetValue(path, out var dependency) && !loadedOk.Any(l => Path.GetFileName(l) == dependency))
+                    throw new DllNotFoundException(DotnetLoadError(path, $"{dependency}: cannot open shared object file: No such file or directory"));
+                loadedOk.Add(path);
                 return Handle(path);
             },
             Freed.Add,
@@ -212,6 +218,28 @@ public class NativeLibraryLoaderTests
         Assert.That(info.Path, Is.EqualTo(Cpu));
         Assert.That(info.Attempts, Has.Some.EqualTo($"{first}: {first}: invalid ELF header"));
         Assert.That(info.Describe(), Does.Contain($"tried {first}: {first}: invalid ELF header"));
+    }
+
+    [Test]
+    public void ADependencyShippedBesideTheLibraryIsLoadedOnlyWhenTheSystemLacksIt()
+    {
+        const string gomp = NativeDir + "/libgomp.so.1";
+        var system = new FakeSystem();
+        system.Files.Add(Cpu);
+        system.Files.Add(gomp);
+        system.Environment[NativeLibraryLoader.BackendVariable] = "cpu";
+        var (_, withSystemCopy) = NativeLibraryLoader.ChooseLibrary(system.Probes());
+        Assert.That(system.Loaded, Is.EqualTo(new[] { Cpu }), "the system's libgomp serves when it is there");
+
+        system.Loaded.Clear();
+        system.MissingDependency[Cpu] = "libgomp.so.1";
+        var (handle, info) = NativeLibraryLoader.ChooseLibrary(system.Probes());
+        Assert.Multiple(() =>
+        {
+            Assert.That(handle, Is.EqualTo(system.Handle(Cpu)));
+            Assert.That(info.Path, Is.EqualTo(Cpu));
+            Assert.That(system.Loaded, Is.EqualTo(new[] { Cpu, gomp, Cpu }), "tried, loaded the shipped libgomp, retried");
+        });
     }
 
     // ---- the real system, environment overridden ----
