@@ -7,7 +7,7 @@
 #      tarball by the lead's publish step), GPU category, plain and under memcheck and racecheck;
 #   5. the kernel timings (JSON + markdown) and, if PyTorch is importable, the PyTorch baseline.
 # Usage: scripts/gpu/run-gpu-tests.sh [path/to/tests-bundle.tar.xz]
-# Environment: OUT (results folder; default ./gpu-results), BUILD_DIR, CUDA_ARCH (default 90),
+# Environment: OUT (results folder; default build/gpu-results), BUILD_DIR, CUDA_ARCH (default 90),
 #   TEST_FILTER (default "TestCategory=Gpu"), TEST_EXE (bundle executable; default LlmKernels.Tests),
 #   STEP_TIMEOUT (seconds per step; default 900), SKIP_SANITIZER=1, SKIP_BENCH=1.
 # Exit status: 0 when every step that ran passed; the summary lists each step.
@@ -15,7 +15,7 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bundle=${1:-}
-out=${OUT:-$root/gpu-results}
+out=${OUT:-$root/build/gpu-results}
 build=${BUILD_DIR:-/tmp/llmk-gpu-build}
 arch=${CUDA_ARCH:-90}
 filter=${TEST_FILTER:-TestCategory=Gpu}

@@ -229,6 +229,7 @@ public class NativeLibraryLoaderTests
         system.Files.Add(gomp);
         system.Environment[NativeLibraryLoader.BackendVariable] = "cpu";
         var (_, withSystemCopy) = NativeLibraryLoader.ChooseLibrary(system.Probes());
+        Assert.That(withSystemCopy.Path, Is.EqualTo(Cpu));
         Assert.That(system.Loaded, Is.EqualTo(new[] { Cpu }), "the system's libgomp serves when it is there");
 
         system.Loaded.Clear();

@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-#include <deque>
 #include <functional>
 
 #undef __launch_bounds__
