@@ -151,7 +151,7 @@ public unsafe partial struct LlmkTensor
 
 /// <summary>
 /// The Hugging Face transformers rope parameters (ROPE_INIT_FUNCTIONS). Zero fields take the defaults
-/// that transformers uses; see each comment.
+/// that transformers uses where a comment says "0 -&gt;"; fields a scaling type does not use are ignored.
 /// </summary>
 [StructLayout(LayoutKind.Sequential)]
 public unsafe partial struct LlmkRopeParams
@@ -184,7 +184,10 @@ public unsafe partial struct LlmkRopeParams
     public float mscale_all_dim;
     /// <summary>yarn cos/sin multiplier; 0 -&gt; transformers' default</summary>
     public float attention_factor;
-    /// <summary>yarn: 1 rounds the correction range as transformers does</summary>
+    /// <summary>
+    /// yarn: 1 rounds the correction range to integers, as transformers
+    /// does by default; 0 for configs with "truncate": false. No default.
+    /// </summary>
     public int truncate;
 }
 

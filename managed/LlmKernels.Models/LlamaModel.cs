@@ -72,6 +72,10 @@ public sealed class LlamaModel : IDisposable
     public Context Context { get; }
     public LlmkDtype ActivationDtype { get; }
 
+    /// <summary>The attention algorithm of every layer: Auto (the backend's fastest) by default; `llmk verify`
+    /// runs the CPU's Naive one as the reference for its Flash one.</summary>
+    public LlmkAttentionAlgorithm AttentionAlgorithm { get; set; }
+
     /// <summary>Loads config.json and the safetensors weights of a Hugging Face checkpoint directory.</summary>
     public static LlamaModel Load(Context ctx, string directory, LlmkDtype? activationDtype = null)
     {
@@ -237,7 +241,7 @@ public sealed class LlamaModel : IDisposable
             // append k, v to the layer's cache; attn = causal (windowed) attention of q over the cache
             Kernels.AttentionKvCache(ctx, q.Reshape(1, n, heads, hd), cache.Keys[l], cache.Values[l],
                                      k.Reshape(1, n, kvHeads, hd), v.Reshape(1, n, kvHeads, hd), seqlens,
-                                     attn.Reshape(1, n, heads, hd), L.Attention);
+                                     attn.Reshape(1, n, heads, hd), L.Attention with { algorithm = (int)AttentionAlgorithm });
             // o = attn . Wo^T
             Kernels.Linear(ctx, attn, L.Wo, L.Bo, o);
             // x += o; h = rmsnorm(x) * post_attention_layernorm

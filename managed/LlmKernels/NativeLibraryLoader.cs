@@ -71,6 +71,10 @@ public static class NativeLibraryLoader
         NativeLibraryInfo Info(string path, nint handle, bool isCuda, string? skipped) =>
             new(path, isCuda, skipped, attempts, probes.Version(handle), directories);
 
+        var backend = probes.GetEnvironment(BackendVariable)?.Trim().ToLowerInvariant();
+        if (backend is not (null or "" or "auto" or "cpu" or "cuda"))
+            throw new DllNotFoundException($"LlmKernels: {BackendVariable}={backend} is not one of cpu, cuda, auto.");
+
         var explicitPath = probes.GetEnvironment(PathVariable);
         if (!string.IsNullOrEmpty(explicitPath))
         {
@@ -81,12 +85,13 @@ public static class NativeLibraryLoader
             if (handle == 0)
                 throw new DllNotFoundException($"LlmKernels: {PathVariable}={explicitPath} could not be loaded: {error}");
             var reason = probes.CudaUnusableReason(handle);
+            if (reason is not null && backend == "cuda")
+            {
+                probes.Free(handle);
+                throw new DllNotFoundException($"LlmKernels: {BackendVariable}=cuda but {PathVariable}={explicitPath} cannot use CUDA: {reason}");
+            }
             return (handle, Info(explicitPath, handle, reason is null, reason is null ? null : $"{PathVariable}={explicitPath} was loaded; its CUDA backend: {reason}"));
         }
-
-        var backend = probes.GetEnvironment(BackendVariable)?.Trim().ToLowerInvariant();
-        if (backend is not (null or "" or "auto" or "cpu" or "cuda"))
-            throw new DllNotFoundException($"LlmKernels: {BackendVariable}={backend} is not one of cpu, cuda, auto.");
 
         string cudaSkipped;
         if (backend == "cpu")

@@ -246,7 +246,7 @@ typedef enum llmk_rope_scaling {
 } llmk_rope_scaling;
 
 /* The Hugging Face transformers rope parameters (ROPE_INIT_FUNCTIONS). Zero fields take the defaults
- * that transformers uses; see each comment. */
+ * that transformers uses where a comment says "0 ->"; fields a scaling type does not use are ignored. */
 typedef struct llmk_rope_params {
     int32_t style;                     /* llmk_rope_style */
     int32_t rotary_dim;                /* even, <= head_dim; 0 means head_dim */
@@ -262,7 +262,8 @@ typedef struct llmk_rope_params {
     float mscale;                      /* yarn; 0 -> unused (DeepSeek's mscale) */
     float mscale_all_dim;              /* yarn; 0 -> unused */
     float attention_factor;            /* yarn cos/sin multiplier; 0 -> transformers' default */
-    int32_t truncate;                  /* yarn: 1 rounds the correction range as transformers does */
+    int32_t truncate;                  /* yarn: 1 rounds the correction range to integers, as transformers
+                                          does by default; 0 for configs with "truncate": false. No default. */
 } llmk_rope_params;
 
 /* The inverse frequencies [rotary_dim / 2] and the cos/sin multiplier the parameters give, for a head of

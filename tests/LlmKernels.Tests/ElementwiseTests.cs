@@ -233,7 +233,7 @@ public class ElementwiseTests
         using var broadcast = Tensor.FromPointer(_cpu, output.DataPointer, LlmkDtype.F16, [3, 4], output, [0, 1]);
         TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(_cpu, a, b, broadcast), "llmk_add:", "out", "share an address");
         using var shifted = Tensor.FromPointer(_cpu, a.DataPointer + 4, LlmkDtype.F32, [3, 4], a);
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(_cpu, a, b, shifted), "llmk_add:", "out partly overlaps a");
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(_cpu, a, b, shifted), "llmk_add:", "out partially overlaps a");
 
         using var table = _cpu.Allocate(LlmkDtype.F32, 10, 4);
         using var ids = _cpu.FromHost<int>([1, 2, 3], LlmkDtype.I32, 3);

@@ -195,6 +195,17 @@ public class NativeLibraryLoaderTests
     }
 
     [Test]
+    public void ExplicitPathWithoutCudaAndBackendCudaIsAnError()
+    {
+        var system = FakeSystem.WithBothBuilds();
+        system.Environment[NativeLibraryLoader.PathVariable] = Cpu;
+        system.Environment[NativeLibraryLoader.BackendVariable] = "cuda";
+        var e = Assert.Throws<DllNotFoundException>(() => NativeLibraryLoader.ChooseLibrary(system.Probes()))!;
+        Assert.That(e.Message, Does.Contain("LLMK_BACKEND=cuda").And.Contain(Cpu).And.Contain("no CUDA backend"));
+        Assert.That(system.Freed, Is.EqualTo(new[] { system.Handle(Cpu) }));
+    }
+
+    [Test]
     public void NothingLoadableListsEveryAttemptWithItsError()
     {
         var system = FakeSystem.WithBothBuilds();

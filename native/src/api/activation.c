@@ -1,8 +1,6 @@
 /* Gated activations (SwiGLU, GeGLU): validation, then the backend's split op. The fused [rows, 2d] form is
  * two strided views of the same buffer, so backends implement the split form only. */
 #include "internal.h"
-#include "output_check.h"
-#include "views.h"
 
 static llmk_status check_activation(const char* fn, int32_t activation) {
     if (activation < 0 || activation >= LLMK_ACTIVATION_COUNT)

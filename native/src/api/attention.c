@@ -1,8 +1,6 @@
 /* Attention entry points: validate every argument, then dispatch to the context's backend.
  * Cache overflow (cache_seqlens[b] + new_len > max_len) depends on data and is the backend's to check. */
 #include "internal.h"
-#include "output_check.h"
-#include "views.h"
 
 #include <math.h>
 

@@ -1,6 +1,5 @@
 /* Elementwise and data movement: add, convert, embedding. Validation, then dispatch to the backend. */
 #include "internal.h"
-#include "output_check.h"
 
 static bool is_floating(int32_t dtype) { return (LLMK_FLOATING & LLMK_DTYPE_BIT(dtype)) != 0; }
 
@@ -13,8 +12,8 @@ llmk_status llmk_add(llmk_context* ctx, const llmk_tensor* a, const llmk_tensor*
     LLMK_TRY(llmk_check_tensor(ctx, fn, "out", out, 0, LLMK_FLOATING, LLMK_CHECK_ANY_STRIDE));
     LLMK_TRY(llmk_check_same_shape(fn, "out", out, "a", a));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
-    LLMK_TRY(llmk_check_same_or_disjoint(fn, "out", out, "a", a));
-    LLMK_TRY(llmk_check_same_or_disjoint(fn, "out", out, "b", b));
+    LLMK_TRY(llmk_check_no_overlap(fn, "a", a, "out", out, true));
+    LLMK_TRY(llmk_check_no_overlap(fn, "b", b, "out", out, true));
     if (llmk_numel(out) == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(add, ctx, a, b, out);
@@ -33,7 +32,7 @@ llmk_status llmk_convert(llmk_context* ctx, const llmk_tensor* src, llmk_tensor*
                          fn, llmk_dtype_name(src->dtype), llmk_dtype_name(out->dtype));
     LLMK_TRY(llmk_check_same_shape(fn, "out", out, "src", src));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
-    LLMK_TRY(llmk_check_same_or_disjoint(fn, "out", out, "src", src));
+    LLMK_TRY(llmk_check_no_overlap(fn, "src", src, "out", out, true));
     if (llmk_numel(out) == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(convert, ctx, src, out);
@@ -48,8 +47,8 @@ llmk_status llmk_embedding(llmk_context* ctx, const llmk_tensor* table, const ll
     LLMK_TRY(llmk_check_dim(fn, "out", out, 0, ids->shape[0], "tokens (ids' length)"));
     LLMK_TRY(llmk_check_dim(fn, "out", out, 1, table->shape[1], "hidden (table's dimension 1)"));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
-    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "table", table));
-    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "ids", ids));
+    LLMK_TRY(llmk_check_no_overlap(fn, "table", table, "out", out, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "ids", ids, "out", out, false));
     if (ids->shape[0] == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(embedding, ctx, table, ids, out);

@@ -1,6 +1,5 @@
 /* Linear layer (y = x W^T + bias): validation, then dispatch to the backend. */
 #include "internal.h"
-#include "output_check.h"
 
 llmk_status llmk_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight, const llmk_tensor* bias,
                         llmk_tensor* y) {
@@ -19,10 +18,10 @@ llmk_status llmk_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_tens
     LLMK_TRY(llmk_check_dim(fn, "y", y, 1, out_features, "out_features (weight's dimension 0)"));
     LLMK_TRY(llmk_check_same_dtype(fn, "y", y, "x", x));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "y", y));
-    LLMK_TRY(llmk_check_disjoint(fn, "y", y, "x", x));
-    LLMK_TRY(llmk_check_disjoint(fn, "y", y, "weight", weight));
+    LLMK_TRY(llmk_check_no_overlap(fn, "x", x, "y", y, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "weight", weight, "y", y, false));
     if (bias)
-        LLMK_TRY(llmk_check_disjoint(fn, "y", y, "bias", bias));
+        LLMK_TRY(llmk_check_no_overlap(fn, "bias", bias, "y", y, false));
     if (rows == 0 || out_features == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(linear, ctx, x, weight, bias, y);

@@ -1,7 +1,6 @@
 /* Mixture of experts: validation of routing, permute and unpermute, then dispatch to the backend.
  * Expert ids found in the data are checked by the backend (they are only known there). */
 #include "internal.h"
-#include "output_check.h"
 
 #include <math.h>
 
@@ -74,9 +73,9 @@ llmk_status llmk_moe_route(llmk_context* ctx, const llmk_tensor* logits, const l
                                LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_same_shape(fn, "expert_ids", expert_ids, "weights", weights));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "expert_ids", expert_ids));
-    LLMK_TRY(llmk_check_disjoint(fn, "weights", weights, "logits", logits));
-    LLMK_TRY(llmk_check_disjoint(fn, "expert_ids", expert_ids, "logits", logits));
-    LLMK_TRY(llmk_check_disjoint(fn, "expert_ids", expert_ids, "weights", weights));
+    LLMK_TRY(llmk_check_no_overlap(fn, "logits", logits, "weights", weights, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "logits", logits, "expert_ids", expert_ids, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "weights", weights, "expert_ids", expert_ids, false));
     if (tokens == 0)
         return LLMK_STATUS_OK;
     return LLMK_DISPATCH(moe_route, ctx, logits, correction_bias, params, weights, expert_ids);
@@ -114,10 +113,10 @@ llmk_status llmk_moe_permute(llmk_context* ctx, const llmk_tensor* x, const llmk
     const llmk_tensor* outputs[] = {permuted, expert_offsets, source_rows, permuted_rows};
     const char* output_names[] = {"permuted", "expert_offsets", "source_rows", "permuted_rows"};
     for (int i = 0; i < 4; i++) {
-        LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], "x", x));
-        LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], "expert_ids", expert_ids));
+        LLMK_TRY(llmk_check_no_overlap(fn, "x", x, output_names[i], outputs[i], false));
+        LLMK_TRY(llmk_check_no_overlap(fn, "expert_ids", expert_ids, output_names[i], outputs[i], false));
         for (int j = 0; j < i; j++)
-            LLMK_TRY(llmk_check_disjoint(fn, output_names[i], outputs[i], output_names[j], outputs[j]));
+            LLMK_TRY(llmk_check_no_overlap(fn, output_names[j], outputs[j], output_names[i], outputs[i], false));
     }
     return LLMK_DISPATCH(moe_permute, ctx, x, expert_ids, num_experts, permuted, expert_offsets, source_rows,
                          permuted_rows);
@@ -140,8 +139,8 @@ llmk_status llmk_moe_unpermute(llmk_context* ctx, const llmk_tensor* expert_out,
     LLMK_TRY(llmk_check_dim(fn, "out", out, 1, hidden, "hidden"));
     LLMK_TRY(llmk_check_same_dtype(fn, "out", out, "expert_out", expert_out));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
-    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "expert_out", expert_out));
-    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "weights", weights));
-    LLMK_TRY(llmk_check_disjoint(fn, "out", out, "permuted_rows", permuted_rows));
+    LLMK_TRY(llmk_check_no_overlap(fn, "expert_out", expert_out, "out", out, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "weights", weights, "out", out, false));
+    LLMK_TRY(llmk_check_no_overlap(fn, "permuted_rows", permuted_rows, "out", out, false));
     return LLMK_DISPATCH(moe_unpermute, ctx, expert_out, weights, permuted_rows, out);
 }

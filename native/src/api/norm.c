@@ -1,7 +1,5 @@
 /* RMSNorm and the fused residual add + RMSNorm: validation, then the backend. */
 #include "internal.h"
-#include "output_check.h"
-#include "views.h"
 
 #include <math.h>
 

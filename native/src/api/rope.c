@@ -1,8 +1,6 @@
 /* Rotary position embeddings: the Hugging Face transformers frequency formulas (modeling_rope_utils.py,
  * ROPE_INIT_FUNCTIONS) computed once on the host, then the backend rotates q and k in place. */
 #include "internal.h"
-#include "output_check.h"
-#include "views.h"
 
 #include <math.h>
 #include <stdlib.h>

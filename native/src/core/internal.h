@@ -94,6 +94,25 @@ const char* llmk_dtype_name(int32_t dtype);
 
 int64_t llmk_numel(const llmk_tensor* t);
 
+/* ---- aliasing between views (core/aliasing.c) ------------------------------------------------------ */
+
+/* Same data pointer, dtype, rank, shape and strides: an exact alias, safe for elementwise in-place work. */
+bool llmk_same_view(const llmk_tensor* a, const llmk_tensor* b);
+
+/* Whether a and b may share an element. Disjoint byte ranges, or row-interleaved views with the same outer
+ * stride whose rows occupy disjoint bytes (the q and k slices of a fused qkv buffer), do not overlap;
+ * anything else that intersects is treated as overlapping. */
+bool llmk_views_overlap(const llmk_tensor* a, const llmk_tensor* b);
+
+/* Fails with LLMK_STATUS_INVALID_ARGUMENT ("b overlaps a") when b overlaps a; with alias_ok, b may be
+ * exactly a (in-place use). */
+llmk_status llmk_check_no_overlap(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
+                                  const llmk_tensor* b, bool alias_ok);
+
+/* An output must give every element its own address (no zero or interleaving strides): otherwise which write
+ * lands would depend on thread timing. */
+llmk_status llmk_check_no_self_overlap(const char* fn, const char* name, const llmk_tensor* t);
+
 /* ---- scalar conversions (host) --------------------------------------------------------------------- */
 
 static inline float llmk_bits_to_float(uint32_t bits) {

@@ -1,5 +1,8 @@
-/* Aliasing checks between tensor views (see views.h). */
-#include "views.h"
+/* Aliasing checks between tensor views, for kernels whose outputs may (or may not) share memory with their
+ * inputs. Used by the API layer on views that have passed llmk_check_tensor. */
+#include "internal.h"
+
+#include <stdio.h>
 
 bool llmk_same_view(const llmk_tensor* a, const llmk_tensor* b) {
     if (a->data != b->data || a->dtype != b->dtype || a->rank != b->rank)
@@ -53,4 +56,39 @@ llmk_status llmk_check_no_overlap(const char* fn, const char* name_a, const llmk
                          fn, name_b, name_a, name_a);
     return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s overlaps %s in memory; they must not share memory", fn,
                      name_b, name_a);
+}
+
+/* An output must give every element its own address: when two elements share one (a zero stride, or
+ * strides that interleave), which write lands would depend on thread timing. The test is sufficient,
+ * not necessary: sorted by stride, each dimension must step past everything the smaller ones span.
+ * Call after llmk_check_tensor, which has bounded the extents. */
+llmk_status llmk_check_no_self_overlap(const char* fn, const char* name, const llmk_tensor* t) {
+    int32_t dims[LLMK_MAX_RANK];
+    int32_t count = 0;
+    for (int32_t d = 0; d < t->rank; d++) {
+        if (t->shape[d] == 0)
+            return LLMK_STATUS_OK; /* empty: nothing is written */
+        if (t->shape[d] > 1)
+            dims[count++] = d;
+    }
+    for (int32_t i = 1; i < count; i++) /* insertion sort by stride */
+        for (int32_t j = i; j > 0 && t->strides[dims[j]] < t->strides[dims[j - 1]]; j--) {
+            int32_t swap = dims[j];
+            dims[j] = dims[j - 1];
+            dims[j - 1] = swap;
+        }
+    int64_t span = 0; /* largest offset reached by the dimensions so far */
+    for (int32_t i = 0; i < count; i++) {
+        int64_t stride = t->strides[dims[i]];
+        if (stride <= span) {
+            char shape[96];
+            llmk_format_shape(t, shape, sizeof shape);
+            return llmk_fail(LLMK_STATUS_BAD_STRIDE,
+                             "%s: %s (shape %s) has stride %lld in dimension %d, so two of its elements share "
+                             "an address; an output needs non-overlapping strides",
+                             fn, name, shape, (long long)stride, (int)dims[i]);
+        }
+        span += stride * (t->shape[dims[i]] - 1);
+    }
+    return LLMK_STATUS_OK;
 }
