@@ -9,6 +9,7 @@
 #   LLMK_PACK_BUILD_ROOT  where the CMake and dotnet builds go            (default: build/pack)
 #   LLMK_PACK_OUTPUT      where the packages go                           (default: artifacts/packages)
 #   LLMK_PACK_CUDA        auto: build the CUDA flavour when nvcc is found; on: required; off: CPU only
+#   LLMK_PACK_WINE        auto (default): run llmk.dll's smoke test under Wine when Wine is installed; off: never
 #   LLMK_PACK_CUDA_DIR    an existing CMake build dir configured with -DLLMK_CUDA=ON (e.g. CI's build/ci-cuda):
 #                         it is brought up to date and its libllmk_cuda.so packed instead of building another
 # See docs/PACKAGING.md.
@@ -65,6 +66,19 @@ linux_exports=$(nm -D --defined-only "$cpu_lib" | awk '$3 ~ /^llmk_/ { print $3 
 win_exports=$(x86_64-w64-mingw32-objdump -p "$win_lib" | sed -n '/Ordinal\/Name Pointer/,$p' | grep -o 'llmk_[a-z0-9_]*' | sort -u)
 [ "$linux_exports" = "$win_exports" ] || fail "llmk.dll and libllmk.so export different functions: $(diff <(echo "$linux_exports") <(echo "$win_exports") | grep '^[<>]' | tr '\n' ' ')"
 echo "both export $(wc -l <<<"$linux_exports") llmk_ functions"
+# Where Wine is installed (apt package wine64), the DLL also runs: tests/package/windows/smoke.c.
+wine=$(command -v wine64 || command -v wine || { [ -x /usr/lib/wine/wine64 ] && echo /usr/lib/wine/wine64; } || true)
+if [ -n "$wine" ] && [ "${LLMK_PACK_WINE:-auto}" != off ]; then
+  smoke=$build/win-x64-smoke
+  rm -rf "$smoke" && mkdir -p "$smoke"
+  x86_64-w64-mingw32-gcc -O1 -Wall -static -I native/include tests/package/windows/smoke.c "$win_dir/native/llmk.dll.a" -o "$smoke/smoke.exe"
+  cp "$win_lib" "$smoke/"
+  (cd "$smoke" && WINEPREFIX=$smoke/prefix WINEDEBUG=-all timeout 300 "$wine" smoke.exe 2>/dev/null | tr -d '\r') \
+    || fail "llmk.dll failed its smoke test under Wine ($wine)"
+  WINEPREFIX=$smoke/prefix "$(dirname "$wine")/wineserver" -k 2>/dev/null || true
+else
+  echo "llmk.dll not run: no Wine (apt package wine64) to run it"
+fi
 
 cuda_props=()
 if [ -n "${LLMK_PACK_CUDA_DIR:-}" ] && [ "$cuda_mode" != off ]; then

@@ -1,36 +1,16 @@
 using LlmKernels.Interop;
 using LlmKernels.Verification;
 using LlmKernels.Verification.Oracle;
-using NUnit.Framework;
 
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_gated_activation and llmk_gated_activation_split: the shared checks against the double-precision
 /// oracle, the fused form against the split one, the tails of the nonlinearities, and every validation.</summary>
-public class ActivationTests
+public class ActivationTests : KernelFamilyTests<ActivationTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.ActivationChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.ActivationChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.ActivationChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ---------------------------------------------------------------------------------------
 
@@ -41,15 +21,15 @@ public class ActivationTests
     {
         var rng = TestSupport.Rng($"{nameof(FusedEqualsSplit)} {activation}");
         const int rows = 6, d = 45;
-        using var gateUp = _cpu.FromFloats(RandomData.Floats(rng, rows * 2 * d, 5), LlmkDtype.Bf16, rows, 2 * d);
+        using var gateUp = Cpu.FromFloats(RandomData.Floats(rng, rows * 2 * d, 5), LlmkDtype.Bf16, rows, 2 * d);
         using var gate = gateUp.Slice(1, 0, d);
         using var up = gateUp.Slice(1, d, d);
-        using var fused = _cpu.Allocate(LlmkDtype.Bf16, rows, d);
-        using var split = _cpu.Allocate(LlmkDtype.Bf16, rows, d);
+        using var fused = Cpu.Allocate(LlmkDtype.Bf16, rows, d);
+        using var split = Cpu.Allocate(LlmkDtype.Bf16, rows, d);
         fused.Poison();
         split.Poison();
-        Kernels.GatedActivation(_cpu, activation, gateUp, fused);
-        Kernels.GatedActivationSplit(_cpu, activation, gate, up, split);
+        Kernels.GatedActivation(Cpu, activation, gateUp, fused);
+        Kernels.GatedActivationSplit(Cpu, activation, gate, up, split);
         Assert.That(fused.ToFloatArray(), Is.EqualTo(split.ToFloatArray()));
     }
 
@@ -61,11 +41,11 @@ public class ActivationTests
     {
         float[] gates = [-1e30f, -1e4f, -100f, -88.8f, -20f, 0f, 20f, 88.8f, 100f, 1e4f, 1e30f];
         float[] ups = gates.Select((_, i) => i % 2 == 0 ? 1f : -0.5f).ToArray();
-        using var gate = _cpu.FromFloats(gates, LlmkDtype.F32, 1, gates.Length);
-        using var up = _cpu.FromFloats(ups, LlmkDtype.F32, 1, gates.Length);
-        using var output = _cpu.Allocate(LlmkDtype.F32, 1, gates.Length);
+        using var gate = Cpu.FromFloats(gates, LlmkDtype.F32, 1, gates.Length);
+        using var up = Cpu.FromFloats(ups, LlmkDtype.F32, 1, gates.Length);
+        using var output = Cpu.Allocate(LlmkDtype.F32, 1, gates.Length);
         output.Poison();
-        Kernels.GatedActivationSplit(_cpu, activation, gate, up, output);
+        Kernels.GatedActivationSplit(Cpu, activation, gate, up, output);
         var actual = output.ToFloatArray();
         Assert.Multiple(() =>
         {
@@ -84,10 +64,10 @@ public class ActivationTests
     {
         const int rows = 3, d = 8;
         var values = RandomData.Floats(TestSupport.Rng(), rows * 2 * d);
-        using var gateUp = _cpu.FromFloats(values, LlmkDtype.F16, rows, 2 * d);
+        using var gateUp = Cpu.FromFloats(values, LlmkDtype.F16, rows, 2 * d);
         using var gate = gateUp.Slice(1, 0, d);
         using var up = gateUp.Slice(1, d, d);
-        using var output = _cpu.Allocate(LlmkDtype.F16, rows, d);
+        using var output = Cpu.Allocate(LlmkDtype.F16, rows, d);
         const string fused = "llmk_gated_activation", split = "llmk_gated_activation_split";
 
         void Fused(LlmkStatus status, TestDelegate call, string mention) => TestSupport.ExpectStatus(status, call, fused, mention);
@@ -95,49 +75,49 @@ public class ActivationTests
 
         foreach (var bad in new[] { (LlmkActivation)(-1), LlmkActivation.Count })
         {
-            Fused(LlmkStatus.InvalidArgument, () => Kernels.GatedActivation(_cpu, bad, gateUp, output), "activation");
-            Split(LlmkStatus.InvalidArgument, () => Kernels.GatedActivationSplit(_cpu, bad, gate, up, output), "activation");
+            Fused(LlmkStatus.InvalidArgument, () => Kernels.GatedActivation(Cpu, bad, gateUp, output), "activation");
+            Split(LlmkStatus.InvalidArgument, () => Kernels.GatedActivationSplit(Cpu, bad, gate, up, output), "activation");
         }
         using (var odd = gateUp.Slice(1, 0, 2 * d - 1))
-            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, odd, output), "gate_up");
-        using (var flat = _cpu.Allocate(LlmkDtype.F16, rows * 2 * d))
-            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, flat, output), "gate_up");
-        using (var ints = _cpu.Allocate(LlmkDtype.I32, rows, 2 * d))
-            Fused(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, ints, output), "gate_up");
-        using (var wide = _cpu.Allocate(LlmkDtype.F16, rows, 2 * d))
-            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, gateUp, wide), "out");
-        using (var moreRows = _cpu.Allocate(LlmkDtype.F16, rows + 1, d))
-            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, gateUp, moreRows), "out");
-        using (var f32 = _cpu.Allocate(LlmkDtype.F32, rows, d))
+            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, odd, output), "gate_up");
+        using (var flat = Cpu.Allocate(LlmkDtype.F16, rows * 2 * d))
+            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, flat, output), "gate_up");
+        using (var ints = Cpu.Allocate(LlmkDtype.I32, rows, 2 * d))
+            Fused(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, ints, output), "gate_up");
+        using (var wide = Cpu.Allocate(LlmkDtype.F16, rows, 2 * d))
+            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, gateUp, wide), "out");
+        using (var moreRows = Cpu.Allocate(LlmkDtype.F16, rows + 1, d))
+            Fused(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, gateUp, moreRows), "out");
+        using (var f32 = Cpu.Allocate(LlmkDtype.F32, rows, d))
         {
-            Fused(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, gateUp, f32), "out");
-            Split(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, gate, up, f32), "out");
+            Fused(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, gateUp, f32), "out");
+            Split(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, gate, up, f32), "out");
         }
         // the output over gate_up's own halves
-        Fused(LlmkStatus.InvalidArgument, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, gateUp, up), "out");
-        using (var broadcast = Tensor.FromPointer(_cpu, output.DataPointer, LlmkDtype.F16, [rows, d], output, [0, 1]))
+        Fused(LlmkStatus.InvalidArgument, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, gateUp, up), "out");
+        using (var broadcast = Tensor.FromPointer(Cpu, output.DataPointer, LlmkDtype.F16, [rows, d], output, [0, 1]))
         {
-            Fused(LlmkStatus.BadStride, () => Kernels.GatedActivation(_cpu, LlmkActivation.Silu, gateUp, broadcast), "out");
-            Split(LlmkStatus.BadStride, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, gate, up, broadcast), "out");
+            Fused(LlmkStatus.BadStride, () => Kernels.GatedActivation(Cpu, LlmkActivation.Silu, gateUp, broadcast), "out");
+            Split(LlmkStatus.BadStride, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, gate, up, broadcast), "out");
         }
 
         using (var shortUp = up.Slice(1, 0, d - 1))
-            Split(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, gate, shortUp, output), "up");
-        using (var f32Up = _cpu.Allocate(LlmkDtype.F32, rows, d))
-            Split(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, gate, f32Up, output), "up");
-        using (var everyOther = Tensor.FromPointer(_cpu, gateUp.DataPointer, LlmkDtype.F16, [rows, d], gateUp, [2 * d, 2]))
-            Split(LlmkStatus.BadStride, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, everyOther, up, output), "gate");
+            Split(LlmkStatus.ShapeMismatch, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, gate, shortUp, output), "up");
+        using (var f32Up = Cpu.Allocate(LlmkDtype.F32, rows, d))
+            Split(LlmkStatus.DtypeMismatch, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, gate, f32Up, output), "up");
+        using (var everyOther = Tensor.FromPointer(Cpu, gateUp.DataPointer, LlmkDtype.F16, [rows, d], gateUp, [2 * d, 2]))
+            Split(LlmkStatus.BadStride, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, everyOther, up, output), "gate");
         // out half over gate, half over up: neither exactly
         using (var straddling = gateUp.Slice(1, d / 2, d))
-            Split(LlmkStatus.InvalidArgument, () => Kernels.GatedActivationSplit(_cpu, LlmkActivation.Silu, gate, up, straddling), "out");
+            Split(LlmkStatus.InvalidArgument, () => Kernels.GatedActivationSplit(Cpu, LlmkActivation.Silu, gate, up, straddling), "out");
 
         Split(LlmkStatus.NullPointer, () => RawSplit(0, gate.Native, up.Native, output.Native), "context");
-        Split(LlmkStatus.NullPointer, () => RawSplit(_cpu.Pointer, gate.Native, null, output.Native), "up");
-        Fused(LlmkStatus.NullPointer, () => RawFused(_cpu.Pointer, null, output.Native), "gate_up");
-        Fused(LlmkStatus.NullPointer, () => RawFused(_cpu.Pointer, gateUp.Native, null), "out");
+        Split(LlmkStatus.NullPointer, () => RawSplit(Cpu.Pointer, gate.Native, null, output.Native), "up");
+        Fused(LlmkStatus.NullPointer, () => RawFused(Cpu.Pointer, null, output.Native), "gate_up");
+        Fused(LlmkStatus.NullPointer, () => RawFused(Cpu.Pointer, gateUp.Native, null), "out");
         var cudaGateUp = gateUp.Native;
         cudaGateUp.device_type = (int)LlmkDeviceType.Cuda;
-        Fused(LlmkStatus.WrongDevice, () => RawFused(_cpu.Pointer, cudaGateUp, output.Native), "gate_up");
+        Fused(LlmkStatus.WrongDevice, () => RawFused(Cpu.Pointer, cudaGateUp, output.Native), "gate_up");
 
         Assert.That(gateUp.ToFloatArray(), Is.EqualTo(values.Select(v => (float)(Half)v).ToArray()), "gate_up is untouched by every rejected call");
     }

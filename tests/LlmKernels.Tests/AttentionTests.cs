@@ -1,39 +1,17 @@
 using LlmKernels.Interop;
 using LlmKernels.Verification;
-using NUnit.Framework;
 
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_attention and llmk_attention_kvcache: the shared checks against the double-precision oracle
 /// (CPU: both algorithms), properties of the CPU reference, and every validation.</summary>
-public class AttentionTests
+public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() =>
+        Checks.AttentionChecks(LlmkAttentionAlgorithm.Naive).Concat(Checks.AttentionChecks(LlmkAttentionAlgorithm.Flash));
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() =>
-        Checks.AttentionChecks(LlmkAttentionAlgorithm.Naive).Concat(Checks.AttentionChecks(LlmkAttentionAlgorithm.Flash))
-              .Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() =>
-        Checks.AttentionChecks(LlmkAttentionAlgorithm.Auto).Concat(Checks.AttentionChecks(LlmkAttentionAlgorithm.Flash))
-              .Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() =>
+        Checks.AttentionChecks(LlmkAttentionAlgorithm.Auto).Concat(Checks.AttentionChecks(LlmkAttentionAlgorithm.Flash));
 
     // ---- properties of the CPU reference -------------------------------------------------------------------
 
@@ -43,9 +21,9 @@ public class AttentionTests
     [TestCaseSource(nameof(Cases))]
     public void FlashEqualsNaive(AttentionCase c)
     {
-        using var run = new AttentionRun(_cpu, c, LlmkDtype.F32, TestSupport.Rng($"{nameof(FlashEqualsNaive)} {c.Name}"));
-        var (naive, naiveLse) = run.Run(_cpu, LlmkAttentionAlgorithm.Naive);
-        var (flash, flashLse) = run.Run(_cpu, LlmkAttentionAlgorithm.Flash);
+        using var run = new AttentionRun(Cpu, c, LlmkDtype.F32, TestSupport.Rng($"{nameof(FlashEqualsNaive)} {c.Name}"));
+        var (naive, naiveLse) = run.Run(Cpu, LlmkAttentionAlgorithm.Naive);
+        var (flash, flashLse) = run.Run(Cpu, LlmkAttentionAlgorithm.Flash);
         var output = Errors.Compare(RandomData.ToDoubles(naive), flash);
         var lse = Errors.Compare(RandomData.ToDoubles(naiveLse), flashLse);
         TestContext.Out.WriteLine($"output {output}, lse {lse}");
@@ -65,8 +43,8 @@ public class AttentionTests
     {
         // q_len > kv_len with a causal mask: the first 15 queries see nothing; the window trims the rest.
         var c = new AttentionCase("lse", 2, 40, 25, 4, 2, 64, Causal: true, WindowLeft: 9, Softcap: 5, Alibi: true);
-        using var run = new AttentionRun(_cpu, c, LlmkDtype.F32, TestSupport.Rng($"{nameof(LseMatchesOracle)} {algorithm}"));
-        var (output, lse) = run.Run(_cpu, algorithm);
+        using var run = new AttentionRun(Cpu, c, LlmkDtype.F32, TestSupport.Rng($"{nameof(LseMatchesOracle)} {algorithm}"));
+        var (output, lse) = run.Run(Cpu, algorithm);
         var (expected, expectedLse) = run.Oracle();
         var errors = Errors.Compare(expectedLse, lse);
         TestContext.Out.WriteLine($"lse {errors}");
@@ -86,7 +64,7 @@ public class AttentionTests
         var c = Checks.AttentionCases.Single(x => x.Name.StartsWith("causal gqa4", StringComparison.Ordinal));
         using var one = Context.CreateCpu(1);
         using var three = Context.CreateCpu(3);
-        using var run = new AttentionRun(_cpu, c, LlmkDtype.Bf16, TestSupport.Rng($"{nameof(ResultsDoNotDependOnTheThreadCount)} {algorithm}"));
+        using var run = new AttentionRun(Cpu, c, LlmkDtype.Bf16, TestSupport.Rng($"{nameof(ResultsDoNotDependOnTheThreadCount)} {algorithm}"));
         run.Run(one, algorithm);
         var bits1 = run.Output.ToArray<ushort>();
         var lse1 = run.Lse.ToArray<float>();
@@ -102,11 +80,11 @@ public class AttentionTests
     public void KvCacheWritesOnlyTheAppendedRows(LlmkDtype dtype)
     {
         var c = new KvCacheCase("rows", 3, 4, 4, 24, 4, 2, 40);
-        using var run = new KvCacheRun(_cpu, c, dtype, TestSupport.Rng($"{nameof(KvCacheWritesOnlyTheAppendedRows)} {dtype}"));
+        using var run = new KvCacheRun(Cpu, c, dtype, TestSupport.Rng($"{nameof(KvCacheWritesOnlyTheAppendedRows)} {dtype}"));
         run.KCache.Poison();
         run.VCache.Poison();
         var (expectedK, expectedV) = run.ExpectedCaches();
-        run.Run(_cpu, LlmkAttentionAlgorithm.Auto);
+        run.Run(Cpu, LlmkAttentionAlgorithm.Auto);
         Assert.That(run.KCache.ToArray<byte>(), Is.EqualTo(expectedK));
         Assert.That(run.VCache.ToArray<byte>(), Is.EqualTo(expectedV));
         Assert.That(expectedK.Count(x => x == 0xFF), Is.GreaterThan(expectedK.Length / 2), "most of the cache is poison");
@@ -118,16 +96,16 @@ public class AttentionTests
     public void KvCacheOverflowIsOutOfRangeAndWritesNothing(int lengthFix, string mention)
     {
         var c = new KvCacheCase("overflow", 3, 2, 2, 24, 4, 2, 16);
-        using var run = new KvCacheRun(_cpu, c, LlmkDtype.F32, TestSupport.Rng(nameof(KvCacheOverflowIsOutOfRangeAndWritesNothing)));
+        using var run = new KvCacheRun(Cpu, c, LlmkDtype.F32, TestSupport.Rng(nameof(KvCacheOverflowIsOutOfRangeAndWritesNothing)));
         // Sequence 0 is valid, so a backend that writes while it checks would be caught.
         int bad = lengthFix > 0 ? c.MaxLen - c.NewLen + 1 : -1;
-        using var seqlens = _cpu.FromHost<int>([0, bad, 3], LlmkDtype.I32, 3);
+        using var seqlens = Cpu.FromHost<int>([0, bad, 3], LlmkDtype.I32, 3);
         var k = run.KCache.ToArray<byte>();
         var v = run.VCache.ToArray<byte>();
         run.Output.Poison();
         var output = run.Output.ToArray<byte>();
         TestSupport.ExpectStatus(LlmkStatus.OutOfRange,
-            () => Kernels.AttentionKvCache(_cpu, run.Q, run.KCache, run.VCache, run.KNew, run.VNew, seqlens, run.Output,
+            () => Kernels.AttentionKvCache(Cpu, run.Q, run.KCache, run.VCache, run.KNew, run.VNew, seqlens, run.Output,
                                            AttentionParams.Causal),
             "llmk_attention_kvcache", mention, "max_len = 24");
         Assert.That(run.KCache.ToArray<byte>(), Is.EqualTo(k));
@@ -215,7 +193,7 @@ public class AttentionTests
     [Test]
     public void TheUnbrokenCallSucceeds()
     {
-        using var call = new Call(_cpu);
+        using var call = new Call(Cpu);
         call.Attention();
         call.KvCache();
         Assert.That(call.Out.ToFloatArray().All(float.IsFinite), Is.True);
@@ -224,7 +202,7 @@ public class AttentionTests
     [TestCaseSource(nameof(AttentionBadInputs))]
     public void AttentionRejects(Action<Call> breakIt, LlmkStatus status, string[] mentions)
     {
-        using var call = new Call(_cpu);
+        using var call = new Call(Cpu);
         breakIt(call);
         TestSupport.ExpectStatus(status, call.Attention, ["llmk_attention:", .. mentions]);
     }
@@ -232,7 +210,7 @@ public class AttentionTests
     [TestCaseSource(nameof(KvCacheBadInputs))]
     public void AttentionKvCacheRejects(Action<Call> breakIt, LlmkStatus status, string[] mentions)
     {
-        using var call = new Call(_cpu);
+        using var call = new Call(Cpu);
         breakIt(call);
         TestSupport.ExpectStatus(status, call.KvCache, ["llmk_attention_kvcache:", .. mentions]);
     }
@@ -241,11 +219,11 @@ public class AttentionTests
     [Test]
     public unsafe void NullPointersAreRefused()
     {
-        using var call = new Call(_cpu);
+        using var call = new Call(Cpu);
         LlmkTensor q = call.Q.Native, k = call.K.Native, v = call.V.Native, o = call.Out.Native;
         LlmkTensor kc = call.KCache.Native, vc = call.VCache.Native, sl = call.SeqLens.Native;
         var p = call.P;
-        nint ctx = _cpu.Pointer;
+        nint ctx = Cpu.Pointer;
         // The status is taken here and turned into the exception at once: llmk_last_error() still holds its message.
         static void Expect(string mention, LlmkStatus status, string fn = "llmk_attention:") =>
             TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(status), fn, mention);

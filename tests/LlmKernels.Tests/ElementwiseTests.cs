@@ -6,30 +6,11 @@ namespace LlmKernels.Tests;
 /// <summary>llmk_add, llmk_convert and llmk_embedding: the shared checks against the oracle, conversions bit for bit
 /// against .NET's Half and an independent bf16 rounding (NaN, infinities, subnormals, ties), integer conversions,
 /// and every validation.</summary>
-public class ElementwiseTests
+public class ElementwiseTests : KernelFamilyTests<ElementwiseTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.ElementwiseChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.ElementwiseChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.ElementwiseChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- conversions, bit for bit --------------------------------------------------------------------------
 
@@ -92,10 +73,10 @@ public class ElementwiseTests
     public void F32ToF16MatchesDotNetHalf()
     {
         var values = DelicateFloats(TestSupport.Rng());
-        using var src = _cpu.FromHost<float>(values, LlmkDtype.F32, values.Length);
-        using var output = _cpu.Allocate(LlmkDtype.F16, values.Length);
+        using var src = Cpu.FromHost<float>(values, LlmkDtype.F32, values.Length);
+        using var output = Cpu.Allocate(LlmkDtype.F16, values.Length);
         output.Poison();
-        Kernels.Convert(_cpu, src, output);
+        Kernels.Convert(Cpu, src, output);
         var expected = values.Select(v => BitConverter.HalfToUInt16Bits((Half)v)).ToArray();
         AssertSameBits(values, expected, output.ToArray<ushort>(), bf16: false);
     }
@@ -104,10 +85,10 @@ public class ElementwiseTests
     public void F32ToBf16RoundsToNearestEven()
     {
         var values = DelicateFloats(TestSupport.Rng());
-        using var src = _cpu.FromHost<float>(values, LlmkDtype.F32, values.Length);
-        using var output = _cpu.Allocate(LlmkDtype.Bf16, values.Length);
+        using var src = Cpu.FromHost<float>(values, LlmkDtype.F32, values.Length);
+        using var output = Cpu.Allocate(LlmkDtype.Bf16, values.Length);
         output.Poison();
-        Kernels.Convert(_cpu, src, output);
+        Kernels.Convert(Cpu, src, output);
         AssertSameBits(values, values.Select(Bf16Reference).ToArray(), output.ToArray<ushort>(), bf16: true);
     }
 
@@ -117,10 +98,10 @@ public class ElementwiseTests
     public void Every16BitPatternWidensExactly(LlmkDtype dtype)
     {
         var patterns = Enumerable.Range(0, 65536).Select(i => (ushort)i).ToArray();
-        using var src = _cpu.FromHost<ushort>(patterns, dtype, patterns.Length);
-        using var output = _cpu.Allocate(LlmkDtype.F32, patterns.Length);
+        using var src = Cpu.FromHost<ushort>(patterns, dtype, patterns.Length);
+        using var output = Cpu.Allocate(LlmkDtype.F32, patterns.Length);
         output.Poison();
-        Kernels.Convert(_cpu, src, output);
+        Kernels.Convert(Cpu, src, output);
         var actual = output.ToArray<float>();
         Assert.Multiple(() =>
         {
@@ -143,10 +124,10 @@ public class ElementwiseTests
     public void SameDtypeConversionKeepsTheBits()
     {
         var patterns = Enumerable.Range(0, 65536).Select(i => (ushort)i).ToArray();
-        using var src = _cpu.FromHost<ushort>(patterns, LlmkDtype.F16, 256, 256);
-        using var output = _cpu.Allocate(LlmkDtype.F16, 256, 256);
+        using var src = Cpu.FromHost<ushort>(patterns, LlmkDtype.F16, 256, 256);
+        using var output = Cpu.Allocate(LlmkDtype.F16, 256, 256);
         output.Poison();
-        Kernels.Convert(_cpu, src, output);
+        Kernels.Convert(Cpu, src, output);
         Assert.That(output.ToArray<ushort>(), Is.EqualTo(patterns));
     }
 
@@ -154,13 +135,13 @@ public class ElementwiseTests
     public void IntegerConversionsWidenAndNarrow()
     {
         int[] narrow = [0, 1, -1, int.MaxValue, int.MinValue, 123456];
-        using var i32 = _cpu.FromHost<int>(narrow, LlmkDtype.I32, 2, 3);
-        using var i64 = _cpu.Allocate(LlmkDtype.I64, 2, 3);
-        using var back = _cpu.Allocate(LlmkDtype.I32, 2, 3);
+        using var i32 = Cpu.FromHost<int>(narrow, LlmkDtype.I32, 2, 3);
+        using var i64 = Cpu.Allocate(LlmkDtype.I64, 2, 3);
+        using var back = Cpu.Allocate(LlmkDtype.I32, 2, 3);
         i64.Poison();
         back.Poison();
-        Kernels.Convert(_cpu, i32, i64);
-        Kernels.Convert(_cpu, i64, back);
+        Kernels.Convert(Cpu, i32, i64);
+        Kernels.Convert(Cpu, i64, back);
         Assert.That(i64.ToArray<long>(), Is.EqualTo(narrow.Select(v => (long)v).ToArray()));
         Assert.That(back.ToArray<int>(), Is.EqualTo(narrow));
     }
@@ -169,20 +150,20 @@ public class ElementwiseTests
     [TestCase(-(1L << 31) - 1)]
     public void I64ThatDoesNotFitI32IsOutOfRangeAndNothingIsWritten(long value)
     {
-        using var i64 = _cpu.FromHost<long>([5, 6, value, 7], LlmkDtype.I64, 4);
-        using var i32 = _cpu.Allocate(LlmkDtype.I32, 4);
+        using var i64 = Cpu.FromHost<long>([5, 6, value, 7], LlmkDtype.I64, 4);
+        using var i32 = Cpu.Allocate(LlmkDtype.I32, 4);
         i32.Poison();
-        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Convert(_cpu, i64, i32), "llmk_convert:", $"{value}", "element 2");
+        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Convert(Cpu, i64, i32), "llmk_convert:", $"{value}", "element 2");
         Assert.That(i32.ToArray<int>(), Is.All.EqualTo(-1), "written before the values were checked");
     }
 
     [Test]
     public void FloatingToIntegerIsADtypeMismatch()
     {
-        using var f = _cpu.Allocate(LlmkDtype.F32, 4);
-        using var i = _cpu.Allocate(LlmkDtype.I32, 4);
-        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Convert(_cpu, f, i), "llmk_convert:", "src has dtype f32", "out has dtype i32");
-        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Convert(_cpu, i, f), "llmk_convert:", "src has dtype i32", "out has dtype f32");
+        using var f = Cpu.Allocate(LlmkDtype.F32, 4);
+        using var i = Cpu.Allocate(LlmkDtype.I32, 4);
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Convert(Cpu, f, i), "llmk_convert:", "src has dtype f32", "out has dtype i32");
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Convert(Cpu, i, f), "llmk_convert:", "src has dtype i32", "out has dtype f32");
     }
 
     // ---- add and embedding ---------------------------------------------------------------------------------
@@ -193,65 +174,65 @@ public class ElementwiseTests
         var rng = TestSupport.Rng();
         var a = RandomData.Floats(rng, 300);
         var b = RandomData.Floats(rng, 300);
-        using var at = _cpu.FromFloats(a, LlmkDtype.F32, 3, 100);
-        using var bt = _cpu.FromFloats(b, LlmkDtype.F32, 3, 100);
-        Kernels.Add(_cpu, at, bt, bt);
+        using var at = Cpu.FromFloats(a, LlmkDtype.F32, 3, 100);
+        using var bt = Cpu.FromFloats(b, LlmkDtype.F32, 3, 100);
+        Kernels.Add(Cpu, at, bt, bt);
         Assert.That(bt.ToFloatArray(), Is.EqualTo(a.Zip(b, (x, y) => x + y).ToArray()));
     }
 
     [Test]
     public void EmbeddingRejectsIdsOutOfRangeBeforeWriting()
     {
-        using var table = _cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 40), LlmkDtype.F32, 10, 4);
-        using var output = _cpu.Allocate(LlmkDtype.F32, 4, 4);
+        using var table = Cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 40), LlmkDtype.F32, 10, 4);
+        using var output = Cpu.Allocate(LlmkDtype.F32, 4, 4);
         output.Poison();
-        using var i32 = _cpu.FromHost<int>([1, 2, 3, 10], LlmkDtype.I32, 4);
-        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Embedding(_cpu, table, i32, output), "llmk_embedding:", "ids[3] is 10", "0..9");
-        using var i64 = _cpu.FromHost<long>([1, -5, 3, 0], LlmkDtype.I64, 4);
-        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Embedding(_cpu, table, i64, output), "llmk_embedding:", "ids[1] is -5");
+        using var i32 = Cpu.FromHost<int>([1, 2, 3, 10], LlmkDtype.I32, 4);
+        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Embedding(Cpu, table, i32, output), "llmk_embedding:", "ids[3] is 10", "0..9");
+        using var i64 = Cpu.FromHost<long>([1, -5, 3, 0], LlmkDtype.I64, 4);
+        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Embedding(Cpu, table, i64, output), "llmk_embedding:", "ids[1] is -5");
         Assert.That(output.ToArray<byte>(), Is.All.EqualTo(0xFF), "written before the ids were checked");
     }
 
     [Test]
     public void RejectsBadArguments()
     {
-        using var a = _cpu.Allocate(LlmkDtype.F32, 3, 4);
-        using var b = _cpu.Allocate(LlmkDtype.Bf16, 3, 4);
-        using var output = _cpu.Allocate(LlmkDtype.F16, 3, 4);
-        using var wide = _cpu.Allocate(LlmkDtype.F32, 3, 5);
-        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Add(_cpu, a, wide, output), "llmk_add:", "b has shape [3, 5] but a has shape [3, 4]");
-        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Add(_cpu, a, b, wide), "llmk_add:", "out has shape [3, 5]");
-        using var ints = _cpu.Allocate(LlmkDtype.I64, 3, 4);
-        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Add(_cpu, a, ints, output), "llmk_add:", "b has dtype i64");
-        using var negative = Tensor.FromPointer(_cpu, a.DataPointer, LlmkDtype.F32, [3, 4], a, [4, -1]);
-        TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(_cpu, negative, b, output), "llmk_add:", "a has negative stride -1");
-        using var huge = Tensor.FromPointer(_cpu, a.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], a);
-        TestSupport.ExpectStatus(LlmkStatus.Overflow, () => Kernels.Convert(_cpu, huge, huge), "llmk_convert:", "src", "overflows");
-        using var nullData = Tensor.FromPointer(_cpu, 0, LlmkDtype.Bf16, [3, 4], null);
-        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Kernels.Add(_cpu, a, nullData, output), "llmk_add:", "b has a NULL data pointer");
+        using var a = Cpu.Allocate(LlmkDtype.F32, 3, 4);
+        using var b = Cpu.Allocate(LlmkDtype.Bf16, 3, 4);
+        using var output = Cpu.Allocate(LlmkDtype.F16, 3, 4);
+        using var wide = Cpu.Allocate(LlmkDtype.F32, 3, 5);
+        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Add(Cpu, a, wide, output), "llmk_add:", "b has shape [3, 5] but a has shape [3, 4]");
+        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Add(Cpu, a, b, wide), "llmk_add:", "out has shape [3, 5]");
+        using var ints = Cpu.Allocate(LlmkDtype.I64, 3, 4);
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Add(Cpu, a, ints, output), "llmk_add:", "b has dtype i64");
+        using var negative = Tensor.FromPointer(Cpu, a.DataPointer, LlmkDtype.F32, [3, 4], a, [4, -1]);
+        TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(Cpu, negative, b, output), "llmk_add:", "a has negative stride -1");
+        using var huge = Tensor.FromPointer(Cpu, a.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], a);
+        TestSupport.ExpectStatus(LlmkStatus.Overflow, () => Kernels.Convert(Cpu, huge, huge), "llmk_convert:", "src", "overflows");
+        using var nullData = Tensor.FromPointer(Cpu, 0, LlmkDtype.Bf16, [3, 4], null);
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Kernels.Add(Cpu, a, nullData, output), "llmk_add:", "b has a NULL data pointer");
         // Outputs: no element twice, and in place only as exactly the same view.
-        using var broadcast = Tensor.FromPointer(_cpu, output.DataPointer, LlmkDtype.F16, [3, 4], output, [0, 1]);
-        TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(_cpu, a, b, broadcast), "llmk_add:", "out", "share an address");
-        using var shifted = Tensor.FromPointer(_cpu, a.DataPointer + 4, LlmkDtype.F32, [3, 4], a);
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(_cpu, a, b, shifted), "llmk_add:", "out partially overlaps a");
+        using var broadcast = Tensor.FromPointer(Cpu, output.DataPointer, LlmkDtype.F16, [3, 4], output, [0, 1]);
+        TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(Cpu, a, b, broadcast), "llmk_add:", "out", "share an address");
+        using var shifted = Tensor.FromPointer(Cpu, a.DataPointer + 4, LlmkDtype.F32, [3, 4], a);
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(Cpu, a, b, shifted), "llmk_add:", "out partially overlaps a");
 
-        using var table = _cpu.Allocate(LlmkDtype.F32, 10, 4);
-        using var ids = _cpu.FromHost<int>([1, 2, 3], LlmkDtype.I32, 3);
-        using var floatIds = _cpu.Allocate(LlmkDtype.F32, 3);
-        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Embedding(_cpu, table, floatIds, a), "llmk_embedding:", "ids has dtype f32");
-        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Embedding(_cpu, table, ids, wide), "llmk_embedding:", "out", "hidden", "= 4");
-        using var idMatrix = _cpu.Allocate(LlmkDtype.I32, 3, 1);
-        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Embedding(_cpu, table, idMatrix, a), "llmk_embedding:", "ids must have rank 1");
+        using var table = Cpu.Allocate(LlmkDtype.F32, 10, 4);
+        using var ids = Cpu.FromHost<int>([1, 2, 3], LlmkDtype.I32, 3);
+        using var floatIds = Cpu.Allocate(LlmkDtype.F32, 3);
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Embedding(Cpu, table, floatIds, a), "llmk_embedding:", "ids has dtype f32");
+        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Embedding(Cpu, table, ids, wide), "llmk_embedding:", "out", "hidden", "= 4");
+        using var idMatrix = Cpu.Allocate(LlmkDtype.I32, 3, 1);
+        TestSupport.ExpectStatus(LlmkStatus.ShapeMismatch, () => Kernels.Embedding(Cpu, table, idMatrix, a), "llmk_embedding:", "ids must have rank 1");
     }
 
     [Test]
     public unsafe void RanksOutside1To4AndNullPointersAreRefused()
     {
-        using var a = _cpu.Allocate(LlmkDtype.F32, 2, 2);
+        using var a = Cpu.Allocate(LlmkDtype.F32, 2, 2);
         LlmkTensor good = a.Native, rank0 = a.Native, rank5 = a.Native;
         rank0.rank = 0;
         rank5.rank = 5;
-        nint ctx = _cpu.Pointer;
+        nint ctx = Cpu.Pointer;
         void Expect(LlmkStatus expected, LlmkStatus status, params string[] mentions) =>
             TestSupport.ExpectStatus(expected, () => Native.Check(status), mentions);
         Expect(LlmkStatus.ShapeMismatch, NativeMethods.llmk_add(ctx, &rank0, &good, &good), "llmk_add:", "a has rank 0", "1..4");

@@ -5,30 +5,11 @@ namespace LlmKernels.Tests;
 
 /// <summary>llmk_linear: the shared checks against the double-precision oracle, the fixed summation order
 /// (thread count and batch independence), and every validation.</summary>
-public class LinearTests
+public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.LinearChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.LinearChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.LinearChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     private static byte[] RunLinear(Context ctx, float[] x, int rows, float[] w, float[] b, int inFeatures, int outFeatures)
     {
@@ -67,11 +48,11 @@ public class LinearTests
         var x = RandomData.Floats(rng, rows * inFeatures);
         var w = RandomData.Floats(rng, outFeatures * inFeatures);
         var b = RandomData.Floats(rng, outFeatures);
-        var batch = RunLinear(_cpu, x, rows, w, b, inFeatures, outFeatures);
+        var batch = RunLinear(Cpu, x, rows, w, b, inFeatures, outFeatures);
         int rowBytes = outFeatures * sizeof(float);
         for (int r = 0; r < rows; r++)
         {
-            var alone = RunLinear(_cpu, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
+            var alone = RunLinear(Cpu, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
             Assert.That(alone, Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r}");
         }
     }
@@ -79,51 +60,51 @@ public class LinearTests
     [Test]
     public void RejectsBadArguments()
     {
-        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 8);
-        using var w = _cpu.Allocate(LlmkDtype.Bf16, 5, 8);
-        using var b = _cpu.Allocate(LlmkDtype.F32, 5);
-        using var y = _cpu.Allocate(LlmkDtype.F32, 3, 5);
+        using var x = Cpu.Allocate(LlmkDtype.F32, 3, 8);
+        using var w = Cpu.Allocate(LlmkDtype.Bf16, 5, 8);
+        using var b = Cpu.Allocate(LlmkDtype.F32, 5);
+        using var y = Cpu.Allocate(LlmkDtype.F32, 3, 5);
         void Expect(LlmkStatus status, TestDelegate call, params string[] mentions) =>
             TestSupport.ExpectStatus(status, call, ["llmk_linear:", .. mentions]);
 
-        using var wNarrow = _cpu.Allocate(LlmkDtype.Bf16, 5, 7);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, wNarrow, b, y), "weight", "in_features", "= 8");
-        using var bShort = _cpu.Allocate(LlmkDtype.F32, 4);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, w, bShort, y), "bias", "out_features", "= 5");
-        using var yWrongRows = _cpu.Allocate(LlmkDtype.F32, 4, 5);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x, w, b, yWrongRows), "y", "rows", "= 3");
-        using var yBf16 = _cpu.Allocate(LlmkDtype.Bf16, 3, 5);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(_cpu, x, w, b, yBf16), "y has dtype bf16 but x has dtype f32");
-        using var xInt = _cpu.Allocate(LlmkDtype.I32, 3, 8);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(_cpu, xInt, w, b, y), "x has dtype i32");
-        using var x3 = _cpu.Allocate(LlmkDtype.F32, 1, 3, 8);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(_cpu, x3, w, b, y), "x must have rank 2");
-        using var wColumns = Tensor.FromPointer(_cpu, w.DataPointer, LlmkDtype.Bf16, [5, 4], w, [8, 2]);
+        using var wNarrow = Cpu.Allocate(LlmkDtype.Bf16, 5, 7);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x, wNarrow, b, y), "weight", "in_features", "= 8");
+        using var bShort = Cpu.Allocate(LlmkDtype.F32, 4);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x, w, bShort, y), "bias", "out_features", "= 5");
+        using var yWrongRows = Cpu.Allocate(LlmkDtype.F32, 4, 5);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x, w, b, yWrongRows), "y", "rows", "= 3");
+        using var yBf16 = Cpu.Allocate(LlmkDtype.Bf16, 3, 5);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(Cpu, x, w, b, yBf16), "y has dtype bf16 but x has dtype f32");
+        using var xInt = Cpu.Allocate(LlmkDtype.I32, 3, 8);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.Linear(Cpu, xInt, w, b, y), "x has dtype i32");
+        using var x3 = Cpu.Allocate(LlmkDtype.F32, 1, 3, 8);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x3, w, b, y), "x must have rank 2");
+        using var wColumns = Tensor.FromPointer(Cpu, w.DataPointer, LlmkDtype.Bf16, [5, 4], w, [8, 2]);
         using var xHalf = x.Slice(1, 0, 4);
-        Expect(LlmkStatus.BadStride, () => Kernels.Linear(_cpu, xHalf, wColumns, b, y), "weight", "contiguous");
-        using var wNegative = Tensor.FromPointer(_cpu, w.DataPointer, LlmkDtype.Bf16, [5, 8], w, [-8, 1]);
-        Expect(LlmkStatus.BadStride, () => Kernels.Linear(_cpu, x, wNegative, b, y), "weight", "negative stride");
-        using var huge = Tensor.FromPointer(_cpu, x.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], x);
-        Expect(LlmkStatus.Overflow, () => Kernels.Linear(_cpu, huge, w, b, y), "x", "overflows");
-        using var nullData = Tensor.FromPointer(_cpu, 0, LlmkDtype.Bf16, [5, 8], null);
-        Expect(LlmkStatus.NullPointer, () => Kernels.Linear(_cpu, x, nullData, b, y), "weight has a NULL data pointer");
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(Cpu, xHalf, wColumns, b, y), "weight", "contiguous");
+        using var wNegative = Tensor.FromPointer(Cpu, w.DataPointer, LlmkDtype.Bf16, [5, 8], w, [-8, 1]);
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(Cpu, x, wNegative, b, y), "weight", "negative stride");
+        using var huge = Tensor.FromPointer(Cpu, x.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], x);
+        Expect(LlmkStatus.Overflow, () => Kernels.Linear(Cpu, huge, w, b, y), "x", "overflows");
+        using var nullData = Tensor.FromPointer(Cpu, 0, LlmkDtype.Bf16, [5, 8], null);
+        Expect(LlmkStatus.NullPointer, () => Kernels.Linear(Cpu, x, nullData, b, y), "weight has a NULL data pointer");
         // y over x's memory would overwrite inputs still to be read.
-        using var yOverX = Tensor.FromPointer(_cpu, x.DataPointer, LlmkDtype.F32, [3, 5], x);
-        Expect(LlmkStatus.InvalidArgument, () => Kernels.Linear(_cpu, x, w, b, yOverX), "y overlaps x");
+        using var yOverX = Tensor.FromPointer(Cpu, x.DataPointer, LlmkDtype.F32, [3, 5], x);
+        Expect(LlmkStatus.InvalidArgument, () => Kernels.Linear(Cpu, x, w, b, yOverX), "y overlaps x");
     }
 
     [Test]
     public unsafe void NullPointersAreRefused()
     {
-        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 8);
-        using var w = _cpu.Allocate(LlmkDtype.F32, 5, 8);
-        using var y = _cpu.Allocate(LlmkDtype.F32, 3, 5);
+        using var x = Cpu.Allocate(LlmkDtype.F32, 3, 8);
+        using var w = Cpu.Allocate(LlmkDtype.F32, 5, 8);
+        using var y = Cpu.Allocate(LlmkDtype.F32, 3, 5);
         LlmkTensor xs = x.Native, ws = w.Native, ys = y.Native;
         void Expect(string mention, LlmkStatus status) =>
             TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(status), "llmk_linear", mention);
         Expect("context is NULL", NativeMethods.llmk_linear(0, &xs, &ws, null, &ys));
-        Expect("x is NULL", NativeMethods.llmk_linear(_cpu.Pointer, null, &ws, null, &ys));
-        Expect("weight is NULL", NativeMethods.llmk_linear(_cpu.Pointer, &xs, null, null, &ys));
-        Expect("y is NULL", NativeMethods.llmk_linear(_cpu.Pointer, &xs, &ws, null, null));
+        Expect("x is NULL", NativeMethods.llmk_linear(Cpu.Pointer, null, &ws, null, &ys));
+        Expect("weight is NULL", NativeMethods.llmk_linear(Cpu.Pointer, &xs, null, null, &ys));
+        Expect("y is NULL", NativeMethods.llmk_linear(Cpu.Pointer, &xs, &ws, null, null));
     }
 }

@@ -6,30 +6,11 @@ namespace LlmKernels.Tests;
 
 /// <summary>llmk_moe_route, llmk_moe_permute and llmk_moe_unpermute: the shared checks against the double-precision
 /// oracle, properties of the CPU reference (round trips, thread-count independence), and every validation.</summary>
-public class MoeTests
+public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.MoeChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.MoeChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.MoeChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ----------------------------------------------------------------------------------------
 
@@ -67,14 +48,14 @@ public class MoeTests
     {
         var rng = TestSupport.Rng($"{nameof(PermuteThenUnpermuteWithTopOneIsIdentity)} {dtype}");
         const int tokens = 45, hidden = 77, experts = 6;
-        using var x = _cpu.FromFloats(RandomData.Floats(rng, tokens * hidden, 3), dtype, tokens, hidden);
-        using var ids = _cpu.FromHost<int>(RandomData.Ints(rng, tokens, 0, experts), LlmkDtype.I32, tokens, 1);
-        using var p = new PermuteOutputs(_cpu, dtype, tokens, hidden, 1, experts);
-        using var weights = _cpu.FromFloats(Enumerable.Repeat(1f, tokens).ToArray(), LlmkDtype.F32, tokens, 1);
-        using var output = _cpu.Allocate(dtype, tokens, hidden);
+        using var x = Cpu.FromFloats(RandomData.Floats(rng, tokens * hidden, 3), dtype, tokens, hidden);
+        using var ids = Cpu.FromHost<int>(RandomData.Ints(rng, tokens, 0, experts), LlmkDtype.I32, tokens, 1);
+        using var p = new PermuteOutputs(Cpu, dtype, tokens, hidden, 1, experts);
+        using var weights = Cpu.FromFloats(Enumerable.Repeat(1f, tokens).ToArray(), LlmkDtype.F32, tokens, 1);
+        using var output = Cpu.Allocate(dtype, tokens, hidden);
         output.Poison();
-        Kernels.MoePermute(_cpu, x, ids, experts, p.Permuted, p.Offsets, p.SourceRows, p.PermutedRows);
-        Kernels.MoeUnpermute(_cpu, p.Permuted, weights, p.PermutedRows, output);
+        Kernels.MoePermute(Cpu, x, ids, experts, p.Permuted, p.Offsets, p.SourceRows, p.PermutedRows);
+        Kernels.MoeUnpermute(Cpu, p.Permuted, weights, p.PermutedRows, output);
         Assert.That(output.ToArray<byte>(), Is.EqualTo(x.ToArray<byte>()));
     }
 
@@ -86,8 +67,8 @@ public class MoeTests
         var rng = TestSupport.Rng();
         const int tokens = 33, hidden = 65, topK = 4, experts = 9;
         var xValues = RandomData.Floats(rng, tokens * hidden, 3);
-        using var x = _cpu.FromFloats(xValues, LlmkDtype.F32, tokens, hidden);
-        using var ids = _cpu.FromHost<int>(RandomData.Ints(rng, tokens * topK, 0, experts), LlmkDtype.I32, tokens, topK);
+        using var x = Cpu.FromFloats(xValues, LlmkDtype.F32, tokens, hidden);
+        using var ids = Cpu.FromHost<int>(RandomData.Ints(rng, tokens * topK, 0, experts), LlmkDtype.I32, tokens, topK);
         var w = RandomData.Floats(rng, tokens * topK).Select(v => v + 1.5f).ToArray();
         for (int t = 0; t < tokens; t++)
         {
@@ -95,12 +76,12 @@ public class MoeTests
             for (int s = 0; s < topK; s++)
                 w[t * topK + s] /= sum;
         }
-        using var weights = _cpu.FromFloats(w, LlmkDtype.F32, tokens, topK);
-        using var p = new PermuteOutputs(_cpu, LlmkDtype.F32, tokens, hidden, topK, experts);
-        using var output = _cpu.Allocate(LlmkDtype.F32, tokens, hidden);
+        using var weights = Cpu.FromFloats(w, LlmkDtype.F32, tokens, topK);
+        using var p = new PermuteOutputs(Cpu, LlmkDtype.F32, tokens, hidden, topK, experts);
+        using var output = Cpu.Allocate(LlmkDtype.F32, tokens, hidden);
         output.Poison();
-        Kernels.MoePermute(_cpu, x, ids, experts, p.Permuted, p.Offsets, p.SourceRows, p.PermutedRows);
-        Kernels.MoeUnpermute(_cpu, p.Permuted, weights, p.PermutedRows, output);
+        Kernels.MoePermute(Cpu, x, ids, experts, p.Permuted, p.Offsets, p.SourceRows, p.PermutedRows);
+        Kernels.MoeUnpermute(Cpu, p.Permuted, weights, p.PermutedRows, output);
         var errors = Errors.Compare(RandomData.ToDoubles(xValues), output.ToFloatArray());
         TestContext.Out.WriteLine(errors.ToString());
         Assert.That(errors.Within(1e-6), Is.True, errors.ToString());
@@ -149,10 +130,10 @@ public class MoeTests
     {
         var c = Checks.MoeRouteCases().Single(c => c.Experts == 256);
         var rng = TestSupport.Rng();
-        using var logits = _cpu.FromFloats(c.DrawLogits(rng, LlmkDtype.F32, []), LlmkDtype.F32, c.Tokens, c.Experts);
-        using var weights = _cpu.Allocate(LlmkDtype.F32, c.Tokens, c.TopK);
-        using var ids = _cpu.Allocate(LlmkDtype.I32, c.Tokens, c.TopK);
-        Kernels.MoeRoute(_cpu, logits, null, c.Params, weights, ids);
+        using var logits = Cpu.FromFloats(c.DrawLogits(rng, LlmkDtype.F32, []), LlmkDtype.F32, c.Tokens, c.Experts);
+        using var weights = Cpu.Allocate(LlmkDtype.F32, c.Tokens, c.TopK);
+        using var ids = Cpu.Allocate(LlmkDtype.I32, c.Tokens, c.TopK);
+        Kernels.MoeRoute(Cpu, logits, null, c.Params, weights, ids);
         var w = weights.ToFloatArray();
         for (int t = 0; t < c.Tokens; t++)
             Assert.That(w.AsSpan(t * c.TopK, c.TopK).ToArray().Sum(), Is.EqualTo(c.Scale).Within(1e-5), $"token {t}");
@@ -162,10 +143,10 @@ public class MoeTests
     [Test]
     public void TiesGoToTheLowerExpertId()
     {
-        using var logits = _cpu.FromFloats([0, 1, 1, 0, 1, 0, 0, 0, /* token 1: all equal */ 2, 2, 2, 2, 2, 2, 2, 2], LlmkDtype.F32, 2, 8);
-        using var weights = _cpu.Allocate(LlmkDtype.F32, 2, 2);
-        using var ids = _cpu.Allocate(LlmkDtype.I32, 2, 2);
-        Kernels.MoeRoute(_cpu, logits, null, MoeRouter.Create(2), weights, ids);
+        using var logits = Cpu.FromFloats([0, 1, 1, 0, 1, 0, 0, 0, /* token 1: all equal */ 2, 2, 2, 2, 2, 2, 2, 2], LlmkDtype.F32, 2, 8);
+        using var weights = Cpu.Allocate(LlmkDtype.F32, 2, 2);
+        using var ids = Cpu.Allocate(LlmkDtype.I32, 2, 2);
+        Kernels.MoeRoute(Cpu, logits, null, MoeRouter.Create(2), weights, ids);
         Assert.That(ids.ToArray<int>(), Is.EqualTo(new[] { 1, 2, 0, 1 }));
         Assert.That(weights.ToFloatArray(), Is.EqualTo(new[] { 0.5f, 0.5f, 0.5f, 0.5f }));
     }
@@ -209,7 +190,7 @@ public class MoeTests
     [Test]
     public void RouteRejectsBadParameters()
     {
-        using var call = new RouteCall(_cpu);
+        using var call = new RouteCall(Cpu);
         void Expect(LlmkMoeRouterParams p, string mention)
         {
             call.Params = p;
@@ -231,42 +212,42 @@ public class MoeTests
     [Test]
     public void RouteRejectsBadTensors()
     {
-        using var call = new RouteCall(_cpu);
-        using (call.Bias = _cpu.Allocate(LlmkDtype.Bf16, 8))
+        using var call = new RouteCall(Cpu);
+        using (call.Bias = Cpu.Allocate(LlmkDtype.Bf16, 8))
             ExpectRoute(LlmkStatus.DtypeMismatch, call, "correction_bias", "bf16");
-        using (call.Bias = _cpu.Allocate(LlmkDtype.F32, 7))
+        using (call.Bias = Cpu.Allocate(LlmkDtype.F32, 7))
             ExpectRoute(LlmkStatus.ShapeMismatch, call, "correction_bias", "experts = 8");
         call.Bias = null;
 
         var good = call.Weights;
-        using (call.Weights = _cpu.Allocate(LlmkDtype.F32, 3, 3))
+        using (call.Weights = Cpu.Allocate(LlmkDtype.F32, 3, 3))
             ExpectRoute(LlmkStatus.ShapeMismatch, call, "weights", "top_k = 2");
-        using (call.Weights = _cpu.Allocate(LlmkDtype.F16, 3, 2))
+        using (call.Weights = Cpu.Allocate(LlmkDtype.F16, 3, 2))
             ExpectRoute(LlmkStatus.DtypeMismatch, call, "weights", "f16");
-        using (call.Weights = _cpu.Allocate(LlmkDtype.F32, 6))
+        using (call.Weights = Cpu.Allocate(LlmkDtype.F32, 6))
             ExpectRoute(LlmkStatus.ShapeMismatch, call, "weights", "rank 2");
         call.Weights = good;
 
         var goodIds = call.Ids;
-        using (call.Ids = _cpu.Allocate(LlmkDtype.I64, 3, 2))
+        using (call.Ids = Cpu.Allocate(LlmkDtype.I64, 3, 2))
             ExpectRoute(LlmkStatus.DtypeMismatch, call, "expert_ids", "i64");
-        using (call.Ids = _cpu.Allocate(LlmkDtype.I32, 4, 2))
+        using (call.Ids = Cpu.Allocate(LlmkDtype.I32, 4, 2))
             ExpectRoute(LlmkStatus.ShapeMismatch, call, "expert_ids");
         call.Ids = goodIds;
 
         var goodLogits = call.Logits;
-        using (call.Logits = _cpu.Allocate(LlmkDtype.I32, 3, 8))
+        using (call.Logits = Cpu.Allocate(LlmkDtype.I32, 3, 8))
             ExpectRoute(LlmkStatus.DtypeMismatch, call, "logits", "i32");
-        using (call.Logits = Tensor.FromPointer(_cpu, goodLogits.DataPointer, LlmkDtype.F32, [3, 8], goodLogits, [-8, 1]))
+        using (call.Logits = Tensor.FromPointer(Cpu, goodLogits.DataPointer, LlmkDtype.F32, [3, 8], goodLogits, [-8, 1]))
             ExpectRoute(LlmkStatus.BadStride, call, "logits", "negative stride");
-        using (call.Logits = Tensor.FromPointer(_cpu, goodLogits.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], goodLogits))
+        using (call.Logits = Tensor.FromPointer(Cpu, goodLogits.DataPointer, LlmkDtype.F32, [1L << 40, 1L << 40], goodLogits))
             ExpectRoute(LlmkStatus.Overflow, call, "logits", "overflows");
-        using (call.Logits = Tensor.FromPointer(_cpu, 0, LlmkDtype.F32, [3, 8], null))
+        using (call.Logits = Tensor.FromPointer(Cpu, 0, LlmkDtype.F32, [3, 8], null))
             ExpectRoute(LlmkStatus.NullPointer, call, "logits", "NULL data pointer");
         call.Logits = goodLogits;
 
         // An output with a zero row stride would have two tokens race for the same memory.
-        using (call.Weights = Tensor.FromPointer(_cpu, good.DataPointer, LlmkDtype.F32, [3, 2], good, [0, 1]))
+        using (call.Weights = Tensor.FromPointer(Cpu, good.DataPointer, LlmkDtype.F32, [3, 2], good, [0, 1]))
             ExpectRoute(LlmkStatus.BadStride, call, "weights", "share");
         call.Weights = good;
     }
@@ -274,10 +255,10 @@ public class MoeTests
     [Test]
     public unsafe void NullPointersAreRefused()
     {
-        using var call = new RouteCall(_cpu);
+        using var call = new RouteCall(Cpu);
         LlmkTensor l = call.Logits.Native, w = call.Weights.Native, e = call.Ids.Native;
         var p = call.Params;
-        nint ctx = _cpu.Pointer;
+        nint ctx = Cpu.Pointer;
         void Expect(string mention, LlmkStatus status, string fn) =>
             TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(status), fn, mention);
         const string route = "llmk_moe_route", permute = "llmk_moe_permute", unpermute = "llmk_moe_unpermute";
@@ -287,8 +268,8 @@ public class MoeTests
         Expect("weights is NULL", NativeMethods.llmk_moe_route(ctx, &l, null, &p, null, &e), route);
         Expect("expert_ids is NULL", NativeMethods.llmk_moe_route(ctx, &l, null, &p, &w, null), route);
 
-        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 4);
-        using var outputs = new PermuteOutputs(_cpu, LlmkDtype.F32, 3, 4, 2, 8);
+        using var x = Cpu.Allocate(LlmkDtype.F32, 3, 4);
+        using var outputs = new PermuteOutputs(Cpu, LlmkDtype.F32, 3, 4, 2, 8);
         LlmkTensor xs = x.Native, ps = outputs.Permuted.Native, os = outputs.Offsets.Native, ss = outputs.SourceRows.Native,
                    rs = outputs.PermutedRows.Native;
         Expect("x is NULL", NativeMethods.llmk_moe_permute(ctx, null, &e, 8, &ps, &os, &ss, &rs), permute);
@@ -309,11 +290,11 @@ public class MoeTests
     public void PermuteRejectsExpertIdsOutOfRangeBeforeWriting(int badId)
     {
         var idValues = new[] { 0, 1, 2, 3, 4, badId };
-        using var x = _cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 12), LlmkDtype.F32, 3, 4);
-        using var ids = _cpu.FromHost<int>(idValues, LlmkDtype.I32, 3, 2);
-        using var outputs = new PermuteOutputs(_cpu, LlmkDtype.F32, 3, 4, 2, 8);
+        using var x = Cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 12), LlmkDtype.F32, 3, 4);
+        using var ids = Cpu.FromHost<int>(idValues, LlmkDtype.I32, 3, 2);
+        using var outputs = new PermuteOutputs(Cpu, LlmkDtype.F32, 3, 4, 2, 8);
         TestSupport.ExpectStatus(LlmkStatus.OutOfRange,
-            () => Kernels.MoePermute(_cpu, x, ids, 8, outputs.Permuted, outputs.Offsets, outputs.SourceRows, outputs.PermutedRows),
+            () => Kernels.MoePermute(Cpu, x, ids, 8, outputs.Permuted, outputs.Offsets, outputs.SourceRows, outputs.PermutedRows),
             "llmk_moe_permute:", $"expert_ids[2, 1] is {badId}", "0..7");
         foreach (var t in outputs.All)
             Assert.That(t.ToArray<byte>(), Is.All.EqualTo(0xFF), "written before the ids were checked");
@@ -322,48 +303,48 @@ public class MoeTests
     [Test]
     public void PermuteRejectsBadArguments()
     {
-        using var x = _cpu.Allocate(LlmkDtype.F32, 3, 4);
-        using var ids = _cpu.FromHost<int>([0, 1, 2, 3, 4, 5], LlmkDtype.I32, 3, 2);
-        using var o = new PermuteOutputs(_cpu, LlmkDtype.F32, 3, 4, 2, 8);
+        using var x = Cpu.Allocate(LlmkDtype.F32, 3, 4);
+        using var ids = Cpu.FromHost<int>([0, 1, 2, 3, 4, 5], LlmkDtype.I32, 3, 2);
+        using var o = new PermuteOutputs(Cpu, LlmkDtype.F32, 3, 4, 2, 8);
         void Expect(LlmkStatus status, TestDelegate call, params string[] mentions) =>
             TestSupport.ExpectStatus(status, call, ["llmk_moe_permute:", .. mentions]);
-        Expect(LlmkStatus.InvalidArgument, () => Kernels.MoePermute(_cpu, x, ids, 0, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "num_experts is 0");
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(_cpu, x, ids, 7, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_offsets", "num_experts + 1 = 8");
-        using var bf16 = _cpu.Allocate(LlmkDtype.Bf16, 6, 4);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoePermute(_cpu, x, ids, 8, bf16, o.Offsets, o.SourceRows, o.PermutedRows), "permuted", "bf16");
-        using var shortRows = _cpu.Allocate(LlmkDtype.I32, 5);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(_cpu, x, ids, 8, o.Permuted, o.Offsets, shortRows, o.PermutedRows), "source_rows", "tokens * top_k = 6");
-        using var i64Ids = _cpu.Allocate(LlmkDtype.I64, 3, 2);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoePermute(_cpu, x, i64Ids, 8, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_ids", "i64");
-        using var wrongTokens = _cpu.Allocate(LlmkDtype.I32, 4, 2);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(_cpu, x, wrongTokens, 8, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_ids", "tokens = 3");
+        Expect(LlmkStatus.InvalidArgument, () => Kernels.MoePermute(Cpu, x, ids, 0, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "num_experts is 0");
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(Cpu, x, ids, 7, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_offsets", "num_experts + 1 = 8");
+        using var bf16 = Cpu.Allocate(LlmkDtype.Bf16, 6, 4);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoePermute(Cpu, x, ids, 8, bf16, o.Offsets, o.SourceRows, o.PermutedRows), "permuted", "bf16");
+        using var shortRows = Cpu.Allocate(LlmkDtype.I32, 5);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(Cpu, x, ids, 8, o.Permuted, o.Offsets, shortRows, o.PermutedRows), "source_rows", "tokens * top_k = 6");
+        using var i64Ids = Cpu.Allocate(LlmkDtype.I64, 3, 2);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoePermute(Cpu, x, i64Ids, 8, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_ids", "i64");
+        using var wrongTokens = Cpu.Allocate(LlmkDtype.I32, 4, 2);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoePermute(Cpu, x, wrongTokens, 8, o.Permuted, o.Offsets, o.SourceRows, o.PermutedRows), "expert_ids", "tokens = 3");
     }
 
     [Test]
     public void UnpermuteRejectsBadArguments()
     {
-        using var expertOut = _cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 24), LlmkDtype.F32, 6, 4);
-        using var weights = _cpu.FromFloats([1, 1, 1, 1, 1, 1], LlmkDtype.F32, 3, 2);
-        using var rows = _cpu.FromHost<int>([0, 1, 2, 3, 4, 6], LlmkDtype.I32, 3, 2);
-        using var output = _cpu.Allocate(LlmkDtype.F32, 3, 4);
+        using var expertOut = Cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), 24), LlmkDtype.F32, 6, 4);
+        using var weights = Cpu.FromFloats([1, 1, 1, 1, 1, 1], LlmkDtype.F32, 3, 2);
+        using var rows = Cpu.FromHost<int>([0, 1, 2, 3, 4, 6], LlmkDtype.I32, 3, 2);
+        using var output = Cpu.Allocate(LlmkDtype.F32, 3, 4);
         output.Poison();
         void Expect(LlmkStatus status, TestDelegate call, params string[] mentions) =>
             TestSupport.ExpectStatus(status, call, ["llmk_moe_unpermute:", .. mentions]);
-        Expect(LlmkStatus.OutOfRange, () => Kernels.MoeUnpermute(_cpu, expertOut, weights, rows, output), "permuted_rows[2, 1] is 6", "0..5");
+        Expect(LlmkStatus.OutOfRange, () => Kernels.MoeUnpermute(Cpu, expertOut, weights, rows, output), "permuted_rows[2, 1] is 6", "0..5");
         Assert.That(output.ToArray<byte>(), Is.All.EqualTo(0xFF), "written before the rows were checked");
 
-        using var goodRows = _cpu.FromHost<int>([0, 1, 2, 3, 4, 5], LlmkDtype.I32, 3, 2);
-        using var f16Weights = _cpu.Allocate(LlmkDtype.F16, 3, 2);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoeUnpermute(_cpu, expertOut, f16Weights, goodRows, output), "weights", "f16");
-        using var f16Out = _cpu.Allocate(LlmkDtype.F16, 3, 4);
-        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoeUnpermute(_cpu, expertOut, weights, goodRows, f16Out), "out", "expert_out");
-        using var wideOut = _cpu.Allocate(LlmkDtype.F32, 3, 5);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(_cpu, expertOut, weights, goodRows, wideOut), "out", "hidden = 4");
-        using var fewRows = _cpu.Allocate(LlmkDtype.F32, 5, 4);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(_cpu, fewRows, weights, goodRows, output), "expert_out", "tokens * top_k = 6");
-        using var outOverInput = Tensor.FromPointer(_cpu, expertOut.DataPointer, LlmkDtype.F32, [3, 4], expertOut);
-        Expect(LlmkStatus.InvalidArgument, () => Kernels.MoeUnpermute(_cpu, expertOut, weights, goodRows, outOverInput), "out overlaps expert_out");
-        using var badMap = _cpu.Allocate(LlmkDtype.I32, 3, 3);
-        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(_cpu, expertOut, weights, badMap, output), "permuted_rows");
+        using var goodRows = Cpu.FromHost<int>([0, 1, 2, 3, 4, 5], LlmkDtype.I32, 3, 2);
+        using var f16Weights = Cpu.Allocate(LlmkDtype.F16, 3, 2);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoeUnpermute(Cpu, expertOut, f16Weights, goodRows, output), "weights", "f16");
+        using var f16Out = Cpu.Allocate(LlmkDtype.F16, 3, 4);
+        Expect(LlmkStatus.DtypeMismatch, () => Kernels.MoeUnpermute(Cpu, expertOut, weights, goodRows, f16Out), "out", "expert_out");
+        using var wideOut = Cpu.Allocate(LlmkDtype.F32, 3, 5);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(Cpu, expertOut, weights, goodRows, wideOut), "out", "hidden = 4");
+        using var fewRows = Cpu.Allocate(LlmkDtype.F32, 5, 4);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(Cpu, fewRows, weights, goodRows, output), "expert_out", "tokens * top_k = 6");
+        using var outOverInput = Tensor.FromPointer(Cpu, expertOut.DataPointer, LlmkDtype.F32, [3, 4], expertOut);
+        Expect(LlmkStatus.InvalidArgument, () => Kernels.MoeUnpermute(Cpu, expertOut, weights, goodRows, outOverInput), "out overlaps expert_out");
+        using var badMap = Cpu.Allocate(LlmkDtype.I32, 3, 3);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.MoeUnpermute(Cpu, expertOut, weights, badMap, output), "permuted_rows");
     }
 }

@@ -1,36 +1,16 @@
 using LlmKernels.Interop;
 using LlmKernels.Verification;
 using LlmKernels.Verification.Oracle;
-using NUnit.Framework;
 
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_rms_norm and llmk_add_rms_norm: the shared checks against the double-precision oracle, the
 /// in-place residual, and every validation.</summary>
-public class NormTests
+public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.NormChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.NormChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.NormChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ---------------------------------------------------------------------------------------
 
@@ -43,19 +23,19 @@ public class NormTests
     {
         var rng = TestSupport.Rng($"{nameof(AddRmsNormUpdatesResidualInPlace)} {dtype}");
         const int rows = 11, hidden = 300;
-        using var x = _cpu.FromFloats(RandomData.Floats(rng, rows * hidden, 4), dtype, rows, hidden);
-        using var residual = _cpu.FromFloats(RandomData.Floats(rng, rows * hidden, 4), dtype, rows, hidden);
-        using var weight = _cpu.FromFloats(RandomData.Floats(rng, hidden), LlmkDtype.F32, hidden);
-        using var fused = _cpu.Allocate(dtype, rows, hidden);
-        using var unfused = _cpu.Allocate(dtype, rows, hidden);
+        using var x = Cpu.FromFloats(RandomData.Floats(rng, rows * hidden, 4), dtype, rows, hidden);
+        using var residual = Cpu.FromFloats(RandomData.Floats(rng, rows * hidden, 4), dtype, rows, hidden);
+        using var weight = Cpu.FromFloats(RandomData.Floats(rng, hidden), LlmkDtype.F32, hidden);
+        using var fused = Cpu.Allocate(dtype, rows, hidden);
+        using var unfused = Cpu.Allocate(dtype, rows, hidden);
         fused.Poison();
         unfused.Poison();
         var xIn = x.ToFloatArray();
         var residualIn = residual.ToFloatArray();
 
-        Kernels.AddRmsNorm(_cpu, x, residual, weight, 1e-5f, fused);
+        Kernels.AddRmsNorm(Cpu, x, residual, weight, 1e-5f, fused);
         var updated = residual.ToFloatArray();
-        Kernels.RmsNorm(_cpu, residual, weight, 1e-5f, unfused);
+        Kernels.RmsNorm(Cpu, residual, weight, 1e-5f, unfused);
 
         var expectedResidual = xIn.Select((v, i) => (float)DtypeRounding.Round((double)v + residualIn[i], dtype)).ToArray();
         Assert.Multiple(() =>
@@ -73,13 +53,13 @@ public class NormTests
         var rng = TestSupport.Rng();
         const int rows = 3, hidden = 70;
         var w = RandomData.Floats(rng, hidden, 0.3f);
-        using var x = _cpu.FromFloats(RandomData.Floats(rng, rows * hidden), LlmkDtype.F32, rows, hidden);
-        using var weight = _cpu.FromFloats(w, LlmkDtype.F32, hidden);
-        using var shifted = _cpu.FromFloats(w.Select(v => v + 1).ToArray(), LlmkDtype.F32, hidden);
-        using var gemma = _cpu.Allocate(LlmkDtype.F32, rows, hidden);
-        using var plain = _cpu.Allocate(LlmkDtype.F32, rows, hidden);
-        Kernels.RmsNorm(_cpu, x, weight, 1e-6f, gemma, LlmkNormFlags.Gemma);
-        Kernels.RmsNorm(_cpu, x, shifted, 1e-6f, plain);
+        using var x = Cpu.FromFloats(RandomData.Floats(rng, rows * hidden), LlmkDtype.F32, rows, hidden);
+        using var weight = Cpu.FromFloats(w, LlmkDtype.F32, hidden);
+        using var shifted = Cpu.FromFloats(w.Select(v => v + 1).ToArray(), LlmkDtype.F32, hidden);
+        using var gemma = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
+        using var plain = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
+        Kernels.RmsNorm(Cpu, x, weight, 1e-6f, gemma, LlmkNormFlags.Gemma);
+        Kernels.RmsNorm(Cpu, x, shifted, 1e-6f, plain);
         Assert.That(gemma.ToFloatArray(), Is.EqualTo(plain.ToFloatArray()));
     }
 
@@ -108,42 +88,42 @@ public class NormTests
     {
         const int rows = 4, hidden = 16;
         var xValues = RandomData.Floats(TestSupport.Rng(), rows * hidden);
-        using var x = _cpu.FromFloats(xValues, LlmkDtype.F32, rows, hidden);
-        using var weight = _cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), hidden), LlmkDtype.Bf16, hidden);
-        using var output = _cpu.Allocate(LlmkDtype.F32, rows, hidden);
-        using var residual = _cpu.Allocate(LlmkDtype.F32, rows, hidden);
+        using var x = Cpu.FromFloats(xValues, LlmkDtype.F32, rows, hidden);
+        using var weight = Cpu.FromFloats(RandomData.Floats(TestSupport.Rng(), hidden), LlmkDtype.Bf16, hidden);
+        using var output = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
+        using var residual = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
         residual.Fill(1);
         const string fn = "llmk_rms_norm", fnAdd = "llmk_add_rms_norm";
 
         void Both(LlmkStatus status, Tensor xx, Tensor w, float eps, Tensor o, string mention, LlmkNormFlags flags = LlmkNormFlags.None)
         {
-            TestSupport.ExpectStatus(status, () => Kernels.RmsNorm(_cpu, xx, w, eps, o, flags), fn, mention);
-            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(_cpu, xx, residual, w, eps, o, flags), fnAdd, mention);
+            TestSupport.ExpectStatus(status, () => Kernels.RmsNorm(Cpu, xx, w, eps, o, flags), fn, mention);
+            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(Cpu, xx, residual, w, eps, o, flags), fnAdd, mention);
         }
 
         using (var flat = x.Reshape(rows * hidden))
             Both(LlmkStatus.ShapeMismatch, flat, weight, 1e-6f, output, "x");
-        using (var ints = _cpu.Allocate(LlmkDtype.I32, rows, hidden))
+        using (var ints = Cpu.Allocate(LlmkDtype.I32, rows, hidden))
             Both(LlmkStatus.DtypeMismatch, ints, weight, 1e-6f, output, "x");
-        using (var shortWeight = _cpu.Allocate(LlmkDtype.F32, hidden - 1))
+        using (var shortWeight = Cpu.Allocate(LlmkDtype.F32, hidden - 1))
             Both(LlmkStatus.ShapeMismatch, x, shortWeight, 1e-6f, output, "weight");
-        using (var intWeight = _cpu.Allocate(LlmkDtype.I64, hidden))
+        using (var intWeight = Cpu.Allocate(LlmkDtype.I64, hidden))
             Both(LlmkStatus.DtypeMismatch, x, intWeight, 1e-6f, output, "weight");
-        using (var fewerRows = _cpu.Allocate(LlmkDtype.F32, rows - 1, hidden))
+        using (var fewerRows = Cpu.Allocate(LlmkDtype.F32, rows - 1, hidden))
             Both(LlmkStatus.ShapeMismatch, x, weight, 1e-6f, fewerRows, "out");
-        using (var halfOutput = _cpu.Allocate(LlmkDtype.F16, rows, hidden))
+        using (var halfOutput = Cpu.Allocate(LlmkDtype.F16, rows, hidden))
             Both(LlmkStatus.DtypeMismatch, x, weight, 1e-6f, halfOutput, "out");
         foreach (float eps in new[] { 0f, -1e-6f, float.NaN, float.PositiveInfinity })
             Both(LlmkStatus.InvalidArgument, x, weight, eps, output, "eps");
         Both(LlmkStatus.InvalidArgument, x, weight, 1e-6f, output, "flags", (LlmkNormFlags)2);
         // out one element past x: overlaps without being x
-        using (var shifted = Tensor.FromPointer(_cpu, x.DataPointer + 4, LlmkDtype.F32, [rows - 1, hidden], x))
+        using (var shifted = Tensor.FromPointer(Cpu, x.DataPointer + 4, LlmkDtype.F32, [rows - 1, hidden], x))
         using (var xHead = x.Slice(0, 0, rows - 1))
-            TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.RmsNorm(_cpu, xHead, weight, 1e-6f, shifted), fn, "out");
+            TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.RmsNorm(Cpu, xHead, weight, 1e-6f, shifted), fn, "out");
         // every row written to the same place
-        using (var broadcast = Tensor.FromPointer(_cpu, output.DataPointer, LlmkDtype.F32, [rows, hidden], output, [0, 1]))
+        using (var broadcast = Tensor.FromPointer(Cpu, output.DataPointer, LlmkDtype.F32, [rows, hidden], output, [0, 1]))
             Both(LlmkStatus.BadStride, x, weight, 1e-6f, broadcast, "out");
-        using (var strided = Tensor.FromPointer(_cpu, output.DataPointer, LlmkDtype.F32, [rows, hidden / 2], output, [hidden, 2]))
+        using (var strided = Tensor.FromPointer(Cpu, output.DataPointer, LlmkDtype.F32, [rows, hidden / 2], output, [hidden, 2]))
         using (var xHalf = x.Slice(1, 0, hidden / 2))
         using (var wHalf = weight.Slice(0, 0, hidden / 2))
             Both(LlmkStatus.BadStride, xHalf, wHalf, 1e-6f, strided, "out");
@@ -153,22 +133,22 @@ public class NormTests
 
         // residual-specific
         void Add(LlmkStatus status, Tensor r, Tensor o, string mention) =>
-            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(_cpu, x, r, weight, 1e-6f, o), fnAdd, mention);
-        using (var wideResidual = _cpu.Allocate(LlmkDtype.F32, rows, hidden + 1))
+            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(Cpu, x, r, weight, 1e-6f, o), fnAdd, mention);
+        using (var wideResidual = Cpu.Allocate(LlmkDtype.F32, rows, hidden + 1))
             Add(LlmkStatus.ShapeMismatch, wideResidual, output, "residual");
-        using (var halfResidual = _cpu.Allocate(LlmkDtype.F16, rows, hidden))
+        using (var halfResidual = Cpu.Allocate(LlmkDtype.F16, rows, hidden))
             Add(LlmkStatus.DtypeMismatch, halfResidual, output, "residual");
         Add(LlmkStatus.InvalidArgument, x, output, "residual");      // residual is x
         Add(LlmkStatus.InvalidArgument, residual, residual, "residual"); // out is residual
 
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(0, x.Native, weight.Native, output.Native), fn, "context");
-        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(_cpu.Pointer, null, weight.Native, output.Native), fn, "x");
-        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(_cpu.Pointer, x.Native, null, output.Native), fn, "weight");
-        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(_cpu.Pointer, x.Native, weight.Native, null), fn, "out");
-        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawAddRmsNorm(_cpu.Pointer, x.Native, null, weight.Native, output.Native), fnAdd, "residual");
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(Cpu.Pointer, null, weight.Native, output.Native), fn, "x");
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(Cpu.Pointer, x.Native, null, output.Native), fn, "weight");
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(Cpu.Pointer, x.Native, weight.Native, null), fn, "out");
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawAddRmsNorm(Cpu.Pointer, x.Native, null, weight.Native, output.Native), fnAdd, "residual");
         var cudaOutput = output.Native;
         cudaOutput.device_type = (int)LlmkDeviceType.Cuda;
-        TestSupport.ExpectStatus(LlmkStatus.WrongDevice, () => RawAddRmsNorm(_cpu.Pointer, x.Native, residual.Native, weight.Native, cudaOutput), fnAdd, "out");
+        TestSupport.ExpectStatus(LlmkStatus.WrongDevice, () => RawAddRmsNorm(Cpu.Pointer, x.Native, residual.Native, weight.Native, cudaOutput), fnAdd, "out");
 
         Assert.Multiple(() =>
         {

@@ -1,36 +1,16 @@
 using LlmKernels.Interop;
 using LlmKernels.Verification;
 using LlmKernels.Verification.Oracle;
-using NUnit.Framework;
 
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_rope and llmk_rope_frequencies: the shared checks against the double-precision oracle, the
 /// frequencies of every scaling type, the geometric properties of a rotation, and every validation.</summary>
-public class RopeTests
+public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
 {
-    private Context _cpu = null!;
+    public static IEnumerable<KernelCheck> CpuChecks() => Checks.RopeChecks();
 
-    [OneTimeSetUp]
-    public void CreateContext() => _cpu = Context.CreateCpu();
-
-    [OneTimeTearDown]
-    public void DisposeContext() => _cpu.Dispose();
-
-    private static IEnumerable<TestCaseData> CpuChecks() => Checks.RopeChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
-
-    private static IEnumerable<TestCaseData> GpuChecks() => Checks.RopeChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
-
-    [TestCaseSource(nameof(CpuChecks))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, _cpu);
-
-    [Category("Gpu")]
-    [TestCaseSource(nameof(GpuChecks))]
-    public void MatchesOracleOnCuda(KernelCheck check)
-    {
-        using var cuda = TestSupport.CudaOrIgnore();
-        TestSupport.AssertPasses(check, cuda);
-    }
+    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- frequencies --------------------------------------------------------------------------------------
 
@@ -89,9 +69,9 @@ public class RopeTests
         var rng = TestSupport.Rng($"{nameof(PreservesHeadNorms)} {style} {rotaryDim}");
         const int tokens = 9, heads = 3, headDim = 64;
         var values = RandomData.Floats(rng, tokens * heads * headDim);
-        using var positions = _cpu.FromHost<long>(RandomPositions(rng, tokens, 100_000), LlmkDtype.I64, tokens);
-        using var q = _cpu.FromFloats(values, LlmkDtype.F32, tokens, heads, headDim);
-        Kernels.Rope(_cpu, positions, Rope.Create(10000, style, rotaryDim), q);
+        using var positions = Cpu.FromHost<long>(RandomPositions(rng, tokens, 100_000), LlmkDtype.I64, tokens);
+        using var q = Cpu.FromFloats(values, LlmkDtype.F32, tokens, heads, headDim);
+        Kernels.Rope(Cpu, positions, Rope.Create(10000, style, rotaryDim), q);
         var rotated = q.ToFloatArray();
         Assert.Multiple(() =>
         {
@@ -149,9 +129,9 @@ public class RopeTests
     public void PositionZeroIsIdentity()
     {
         var values = RandomData.Floats(TestSupport.Rng(), 4 * 2 * 32);
-        using var positions = _cpu.FromHost<int>(new int[4], LlmkDtype.I32, 4);
-        using var q = _cpu.FromFloats(values, LlmkDtype.F32, 4, 2, 32);
-        Kernels.Rope(_cpu, positions, Rope.Create(10000), q);
+        using var positions = Cpu.FromHost<int>(new int[4], LlmkDtype.I32, 4);
+        using var q = Cpu.FromFloats(values, LlmkDtype.F32, 4, 2, 32);
+        Kernels.Rope(Cpu, positions, Rope.Create(10000), q);
         Assert.That(q.ToFloatArray(), Is.EqualTo(values));
     }
 
@@ -162,13 +142,13 @@ public class RopeTests
         var rng = TestSupport.Rng();
         var values = RandomData.Floats(rng, 5 * 2 * 16);
         var table = RandomPositions(rng, 10, 5000);
-        using var positionTable = _cpu.FromHost<long>(table, LlmkDtype.I64, 5, 2);
+        using var positionTable = Cpu.FromHost<long>(table, LlmkDtype.I64, 5, 2);
         using var column = positionTable.Select(1, 1);
-        using var dense = _cpu.FromHost<long>(Enumerable.Range(0, 5).Select(t => table[2 * t + 1]).ToArray(), LlmkDtype.I64, 5);
-        using var fromColumn = _cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
-        using var fromDense = _cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
-        Kernels.Rope(_cpu, column, Rope.Create(10000), fromColumn);
-        Kernels.Rope(_cpu, dense, Rope.Create(10000), fromDense);
+        using var dense = Cpu.FromHost<long>(Enumerable.Range(0, 5).Select(t => table[2 * t + 1]).ToArray(), LlmkDtype.I64, 5);
+        using var fromColumn = Cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
+        using var fromDense = Cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
+        Kernels.Rope(Cpu, column, Rope.Create(10000), fromColumn);
+        Kernels.Rope(Cpu, dense, Rope.Create(10000), fromDense);
         Assert.Multiple(() =>
         {
             Assert.That(fromColumn.ToFloatArray(), Is.EqualTo(fromDense.ToFloatArray()));
@@ -234,10 +214,10 @@ public class RopeTests
     [TestCaseSource(nameof(BadParams))]
     public void RejectsBadParams(LlmkRopeParams p, LlmkStatus status, string mention)
     {
-        using var positions = _cpu.FromHost<long>(new long[] { 3, 4 }, LlmkDtype.I64, 2);
+        using var positions = Cpu.FromHost<long>(new long[] { 3, 4 }, LlmkDtype.I64, 2);
         var values = RandomData.Floats(TestSupport.Rng(), 2 * 2 * 32);
-        using var q = _cpu.FromFloats(values, LlmkDtype.F32, 2, 2, 32);
-        TestSupport.ExpectStatus(status, () => Kernels.Rope(_cpu, positions, p, q), "llmk_rope", mention);
+        using var q = Cpu.FromFloats(values, LlmkDtype.F32, 2, 2, 32);
+        TestSupport.ExpectStatus(status, () => Kernels.Rope(Cpu, positions, p, q), "llmk_rope", mention);
         TestSupport.ExpectStatus(status, () => Rope.Frequencies(p, 32), "llmk_rope_frequencies", mention);
         Assert.That(q.ToFloatArray(), Is.EqualTo(values), "q is untouched");
     }
@@ -261,49 +241,49 @@ public class RopeTests
     {
         var p = Rope.Create(10000);
         var values = RandomData.Floats(TestSupport.Rng(), 3 * 4 * 32);
-        using var positions = _cpu.FromHost<long>(new long[] { 1, 2, 3 }, LlmkDtype.I64, 3);
-        using var q = _cpu.FromFloats(values, LlmkDtype.F32, 3, 4, 32);
-        using var k = _cpu.Allocate(LlmkDtype.F32, 3, 2, 32);
+        using var positions = Cpu.FromHost<long>(new long[] { 1, 2, 3 }, LlmkDtype.I64, 3);
+        using var q = Cpu.FromFloats(values, LlmkDtype.F32, 3, 4, 32);
+        using var k = Cpu.Allocate(LlmkDtype.F32, 3, 2, 32);
         k.Fill(0.5f);
 
         void Expect(LlmkStatus status, TestDelegate call, string mention) => TestSupport.ExpectStatus(status, call, "llmk_rope", mention);
-        using (var floatPositions = _cpu.FromFloats([1f, 2f, 3f], LlmkDtype.F32, 3))
-            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(_cpu, floatPositions, p, q, k), "positions");
-        using (var shortPositions = _cpu.FromHost<long>(new long[] { 1, 2 }, LlmkDtype.I64, 2))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, shortPositions, p, q, k), "positions");
-        using (var columnPositions = _cpu.FromHost<long>(new long[] { 1, 2, 3 }, LlmkDtype.I64, 3, 1))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, columnPositions, p, q, k), "positions");
-        using (var negative = _cpu.FromHost<int>(new[] { 5, -1, 7 }, LlmkDtype.I32, 3))
-            Expect(LlmkStatus.OutOfRange, () => Kernels.Rope(_cpu, negative, p, q, k), "positions[1]");
+        using (var floatPositions = Cpu.FromFloats([1f, 2f, 3f], LlmkDtype.F32, 3))
+            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(Cpu, floatPositions, p, q, k), "positions");
+        using (var shortPositions = Cpu.FromHost<long>(new long[] { 1, 2 }, LlmkDtype.I64, 2))
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, shortPositions, p, q, k), "positions");
+        using (var columnPositions = Cpu.FromHost<long>(new long[] { 1, 2, 3 }, LlmkDtype.I64, 3, 1))
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, columnPositions, p, q, k), "positions");
+        using (var negative = Cpu.FromHost<int>(new[] { 5, -1, 7 }, LlmkDtype.I32, 3))
+            Expect(LlmkStatus.OutOfRange, () => Kernels.Rope(Cpu, negative, p, q, k), "positions[1]");
         using (var flat = q.Reshape(3, 128))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, positions, p, flat, k), "q");
-        using (var ints = _cpu.Allocate(LlmkDtype.I32, 3, 4, 32))
-            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(_cpu, positions, p, ints, k), "q");
-        using (var halfK = _cpu.Allocate(LlmkDtype.F16, 3, 2, 32))
-            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(_cpu, positions, p, q, halfK), "k");
-        using (var wideK = _cpu.Allocate(LlmkDtype.F32, 3, 2, 64))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, positions, p, q, wideK), "k");
-        using (var longK = _cpu.Allocate(LlmkDtype.F32, 4, 2, 32))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, positions, p, q, longK), "k");
-        using (var empty = _cpu.Allocate(LlmkDtype.F32, 3, 4, 0))
-            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(_cpu, positions, p, empty), "head_dim");
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, positions, p, flat, k), "q");
+        using (var ints = Cpu.Allocate(LlmkDtype.I32, 3, 4, 32))
+            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(Cpu, positions, p, ints, k), "q");
+        using (var halfK = Cpu.Allocate(LlmkDtype.F16, 3, 2, 32))
+            Expect(LlmkStatus.DtypeMismatch, () => Kernels.Rope(Cpu, positions, p, q, halfK), "k");
+        using (var wideK = Cpu.Allocate(LlmkDtype.F32, 3, 2, 64))
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, positions, p, q, wideK), "k");
+        using (var longK = Cpu.Allocate(LlmkDtype.F32, 4, 2, 32))
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, positions, p, q, longK), "k");
+        using (var empty = Cpu.Allocate(LlmkDtype.F32, 3, 4, 0))
+            Expect(LlmkStatus.ShapeMismatch, () => Kernels.Rope(Cpu, positions, p, empty), "head_dim");
         // every other feature: innermost stride 2
-        using (var strided = Tensor.FromPointer(_cpu, q.DataPointer, LlmkDtype.F32, [3, 2, 32], q, [128, 64, 2]))
-            Expect(LlmkStatus.BadStride, () => Kernels.Rope(_cpu, positions, p, strided), "q");
+        using (var strided = Tensor.FromPointer(Cpu, q.DataPointer, LlmkDtype.F32, [3, 2, 32], q, [128, 64, 2]))
+            Expect(LlmkStatus.BadStride, () => Kernels.Rope(Cpu, positions, p, strided), "q");
         // every head on the same memory: rotated several times over
-        using (var broadcast = Tensor.FromPointer(_cpu, q.DataPointer, LlmkDtype.F32, [3, 4, 32], q, [128, 0, 1]))
-            Expect(LlmkStatus.BadStride, () => Kernels.Rope(_cpu, positions, p, broadcast), "q");
+        using (var broadcast = Tensor.FromPointer(Cpu, q.DataPointer, LlmkDtype.F32, [3, 4, 32], q, [128, 0, 1]))
+            Expect(LlmkStatus.BadStride, () => Kernels.Rope(Cpu, positions, p, broadcast), "q");
         // k over q's last two heads
         using (var overlapping = q.Slice(1, 2, 2))
-            Expect(LlmkStatus.InvalidArgument, () => Kernels.Rope(_cpu, positions, p, q, overlapping), "k");
+            Expect(LlmkStatus.InvalidArgument, () => Kernels.Rope(Cpu, positions, p, q, overlapping), "k");
 
         var cudaQ = q.Native;
         cudaQ.device_type = (int)LlmkDeviceType.Cuda;
-        Expect(LlmkStatus.WrongDevice, () => RawRope(_cpu.Pointer, positions.Native, p, cudaQ), "q");
+        Expect(LlmkStatus.WrongDevice, () => RawRope(Cpu.Pointer, positions.Native, p, cudaQ), "q");
         Expect(LlmkStatus.NullPointer, () => RawRope(0, positions.Native, p, q.Native), "context");
-        Expect(LlmkStatus.NullPointer, () => RawRope(_cpu.Pointer, null, p, q.Native), "positions");
-        Expect(LlmkStatus.NullPointer, () => RawRope(_cpu.Pointer, positions.Native, p, null), "q");
-        Expect(LlmkStatus.NullPointer, () => RawRope(_cpu.Pointer, positions.Native, null, q.Native), "params");
+        Expect(LlmkStatus.NullPointer, () => RawRope(Cpu.Pointer, null, p, q.Native), "positions");
+        Expect(LlmkStatus.NullPointer, () => RawRope(Cpu.Pointer, positions.Native, p, null), "q");
+        Expect(LlmkStatus.NullPointer, () => RawRope(Cpu.Pointer, positions.Native, null, q.Native), "params");
         Assert.That(q.ToFloatArray(), Is.EqualTo(values), "q is untouched by every rejected call");
     }
 
@@ -331,9 +311,9 @@ public class RopeTests
 
     private float[] RotateOneHead(float[] values, long[] positions, LlmkRopeParams p, int headDim)
     {
-        using var pos = _cpu.FromHost<long>(positions, LlmkDtype.I64, positions.Length);
-        using var t = _cpu.FromFloats(values, LlmkDtype.F32, positions.Length, 1, headDim);
-        Kernels.Rope(_cpu, pos, p, t);
+        using var pos = Cpu.FromHost<long>(positions, LlmkDtype.I64, positions.Length);
+        using var t = Cpu.FromFloats(values, LlmkDtype.F32, positions.Length, 1, headDim);
+        Kernels.Rope(Cpu, pos, p, t);
         return t.ToFloatArray();
     }
 

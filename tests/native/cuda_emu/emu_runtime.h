@@ -191,3 +191,7 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
     return old;
 }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+/* cuda_runtime.h declares the typed overload for nvcc only. */
+template <class T> inline cudaError_t cudaFuncSetAttribute(T* entry, enum cudaFuncAttribute attr, int value) {
+    return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
+}

@@ -2,14 +2,14 @@
 # Runs the CUDA backend's kernels (native/src/cuda: elementwise, norm, activation, rope, linear, moe) on the
 # host, in the fiber emulator of emu_runtime.h, through the public API: llmk_gpu_bench --check-only compares
 # every op on the emulated CUDA context with the CPU reference (attention is reported SKIP here; it has its
-# own emulator in tests/native/attention_emu). No GPU needed: the CUDA headers and clang++ 14+ only.
+# own emulator in tests/native/attention_emu). No GPU needed: the CUDA headers and gcc/g++ (with libubsan).
 # Built with UBSan (misaligned 16-byte vector accesses and other undefined behaviour abort the run).
 # usage: run.sh [llmk_gpu_bench arguments; default --check-only]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
-cc=${CC:-clang-14}
-cxx=${CXX:-clang++-14}
+cc=${CC:-gcc}
+cxx=${CXX:-g++}
 work=$(mktemp -d "${TMPDIR:-/tmp}/llmk_cuda_emu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 sanitize=(-fsanitize=undefined -fno-sanitize-recover=undefined)
@@ -28,7 +28,7 @@ python3 "$here/preprocess.py" "$root/bench/gpu/llmk_gpu_bench.cu" "$work/bench.c
 python3 "$here/preprocess.py" "$root/native/src/cuda/common.cuh" "$work/common.cuh" # found first on the include path
 for src in "$work"/*.cpp "$here/fake_backend.cpp"; do
   o="$work/$(basename "$src" .cpp).cpp.o"
-  "$cxx" -std=c++17 -O1 -g "${sanitize[@]}" -Wno-unknown-attributes -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
+  "$cxx" -std=c++17 -O1 -g "${sanitize[@]}" -Wno-attributes -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
     -c "$src" -o "$o"
   objects+=("$o")
 done

@@ -1,0 +1,141 @@
+using System.CommandLine;
+using System.Globalization;
+using LlmKernels.Interop;
+using LlmKernels.Models;
+using LlmKernels.Models.Safetensors;
+using Spectre.Console;
+
+namespace LlmKernels.Cli;
+
+/// <summary>
+/// `llmk inspect`: a model's shape and what it costs to run, from config.json alone (no weights are loaded, so
+/// a folder holding only config.json works): parameters (cross-checked against the safetensors headers when
+/// the folder has them), FLOPs per token, KV-cache bytes, and the decode speed a memory bandwidth allows.
+/// The arithmetic is <see cref="ModelCost"/>'s.
+/// </summary>
+internal static class InspectCommand
+{
+    public static Command Create(CliConsole io)
+    {
+        var models = new ModelOptions();
+        var context = new Option<int?>("--context") { Description = "Context length of the FLOP and KV figures (default: min(max_position_embeddings, 4096))" };
+        var kvDtype = new Option<string?>("--kv-dtype") { Description = "f32, f16 or bf16 (default: the weights' dtype)" };
+        kvDtype.AcceptOnlyFromAmong("f32", "f16", "bf16");
+        var bandwidth = new Option<double>("--bandwidth")
+        {
+            Description = "Memory bandwidth in GB/s for the decode ceiling (default 3350: an H100 SXM's HBM3)",
+            DefaultValueFactory = _ => 3350,
+        };
+        context.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1");
+        });
+        bandwidth.Validators.Add(r =>
+        {
+            if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--bandwidth must be a positive number of GB/s");
+        });
+
+        var command = new Command("inspect", "Architecture, parameters, FLOPs per token, KV-cache size and the bandwidth bound on decode speed");
+        models.AddTo(command, backend: false);
+        foreach (var option in new Option[] { context, kvDtype, bandwidth })
+            command.Options.Add(option);
+        command.SetAction(parse => CommandRunner.Run(io, () =>
+            Run(io, models.Choice(parse)!, parse.GetValue(context), parse.GetValue(kvDtype), parse.GetValue(bandwidth))));
+        return command;
+    }
+
+    private static int Run(CliConsole io, ModelChoice choice, int? contextOption, string? kvDtypeName, double bandwidthGBps)
+    {
+        var config = choice.LoadConfig();
+        var cost = new ModelCost(config);
+        int context = contextOption ?? Math.Min(config.MaxPositionEmbeddings, 4096);
+
+        // The weights' dtype: what the checkpoint holds most bytes of, else config.json's torch_dtype.
+        LlmkDtype? weightDtype = null;
+        string weightSource;
+        (long Tensors, long Parameters, long Bytes)? checkpoint = null;
+        string? checkpointPath = choice.Directory is { } dir && HasWeights(dir) ? dir : null;
+        if (checkpointPath is not null)
+        {
+            using var files = SafetensorsCheckpoint.Open(checkpointPath);
+            var tensors = files.Files.SelectMany(f => f.Tensors).ToList();
+            checkpoint = (tensors.Count, tensors.Sum(t => t.ElementCount), tensors.Sum(t => t.ByteLength));
+            weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))
+                                 .Select(g => WeightSource.ToLlmk(g.Key)).FirstOrDefault();
+            weightSource = "the checkpoint";
+        }
+        else
+            weightSource = "config.json's torch_dtype";
+        weightDtype ??= TorchDtype(config.TorchDtype);
+        if (weightDtype is null)
+        {
+            weightDtype = LlmkDtype.Bf16;
+            weightSource = "assumed: no torch_dtype";
+        }
+        var kvDtype = kvDtypeName is null ? weightDtype.Value : ParseDtype(kvDtypeName);
+        int weightBytes = Tensor.ElementSize(weightDtype.Value), kvBytes = Tensor.ElementSize(kvDtype);
+
+        var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(choice.Name)).AddColumns("quantity", "value", "how");
+        void Row(string name, string value, string how = "") => table.AddRow(Markup.Escape(name), Markup.Escape(value), $"[grey]{Markup.Escape(how)}[/]");
+
+        Row("architecture", $"{config.ModelType} ({string.Join(", ", config.Architectures.DefaultIfEmpty("-"))})");
+        Row("layers", $"{config.NumHiddenLayers}");
+        Row("hidden / intermediate", $"{config.HiddenSize} / {config.IntermediateSize}");
+        Row("heads / kv heads / head dim", $"{config.NumAttentionHeads} / {config.NumKeyValueHeads} / {config.HeadDim}",
+            config.NumKeyValueHeads == config.NumAttentionHeads ? "MHA" : config.NumKeyValueHeads == 1 ? "MQA" : $"GQA, {config.NumAttentionHeads / config.NumKeyValueHeads} query heads per kv head");
+        Row("vocabulary", $"{config.VocabSize}", config.TieWordEmbeddings ? "LM head tied to the embedding" : "");
+        if (config.IsMoe) Row("experts", $"{config.NumExpertsPerTok} of {config.NumLocalExperts} per token");
+        if (config.SlidingWindow is int window) Row("sliding window", $"{window}");
+        Row("max positions", $"{config.MaxPositionEmbeddings}");
+        Row("weights dtype", $"{weightDtype} ({weightBytes} bytes)", weightSource);
+
+        Row("parameters", Format.Count(cost.Parameters), "embedding + LM head + layers x (q,k,v,o + MLP + norms) + final norm");
+        Row("  embedding / LM head", $"{Format.Count(cost.EmbeddingParameters)} / {Format.Count(cost.LmHeadParameters)}", "vocab x hidden each");
+        Row("  attention per layer", Format.Count(cost.AttentionMatmulParametersPerLayer + cost.AttentionBiasParametersPerLayer),
+            "hidden x (heads + 2 kv_heads) x head_dim + heads x head_dim x hidden");
+        Row("  MLP per layer", Format.Count(cost.MlpMatmulParametersPerLayer + cost.RouterParametersPerLayer + cost.MlpBiasParametersPerLayer),
+            config.IsMoe ? "experts x 3 x hidden x intermediate + router" : "3 x hidden x intermediate");
+        if (config.IsMoe) Row("  active per token", Format.Count(cost.ActiveParameters), "top-k experts only");
+        if (checkpoint is { } ck)
+        {
+            long diff = ck.Parameters - cost.Parameters;
+            Row("checkpoint", $"{ck.Tensors} tensors, {Format.Count(ck.Parameters)} parameters, {Format.Bytes(ck.Bytes)}",
+                diff == 0 ? "matches config.json" : $"differs from config.json by {Format.Exact(diff)} parameters");
+        }
+        Row("weights", Format.Bytes((double)cost.Parameters * weightBytes), "parameters x dtype size");
+
+        string c = context.ToString(CultureInfo.InvariantCulture);
+        Row("FLOPs per token, matmuls", Format.Flops(cost.MatmulFlopsPerToken), "2 x weights multiplied per token");
+        Row($"FLOPs per token, decode at {c}", Format.Flops(cost.DecodeFlopsPerToken(context)),
+            $"+ 4 x layers x heads x head_dim x {c} keys (q.k and p.v)");
+        Row($"FLOPs per token, prefill of {c}", Format.Flops(cost.PrefillFlopsPerToken(context)),
+            "causal: token i sees i keys, so (n+1)/2 keys on average");
+        Row($"KV cache per token ({kvDtype})", Format.Bytes(cost.KvCacheBytesPerToken(kvBytes)), "2 x layers x kv_heads x head_dim x dtype size");
+        Row($"KV cache at {c}", Format.Bytes(cost.KvCacheBytes(context, kvBytes)));
+        Row($"bytes read per decode token at {c}", Format.Bytes(cost.DecodeBytesPerToken(context, weightBytes, kvBytes)),
+            "weights used per token + KV cache attended to");
+        Row($"decode ceiling at {bandwidthGBps.ToString("0.#", CultureInfo.InvariantCulture)} GB/s",
+            $"{cost.DecodeTokensPerSecondCeiling(bandwidthGBps * 1e9, context, weightBytes, kvBytes).ToString("0.0", CultureInfo.InvariantCulture)} tok/s",
+            "bandwidth / bytes per token (batch 1 is memory bound)");
+        io.Out.Write(table);
+        return 0;
+    }
+
+    private static bool HasWeights(string directory) =>
+        File.Exists(Path.Combine(directory, SafetensorsCheckpoint.IndexFileName)) || Directory.EnumerateFiles(directory, "*.safetensors").Any();
+
+    private static LlmkDtype? TorchDtype(string? name) => name switch
+    {
+        "float32" => LlmkDtype.F32,
+        "float16" => LlmkDtype.F16,
+        "bfloat16" => LlmkDtype.Bf16,
+        _ => null,
+    };
+
+    private static LlmkDtype ParseDtype(string name) => name switch
+    {
+        "f32" => LlmkDtype.F32,
+        "f16" => LlmkDtype.F16,
+        _ => LlmkDtype.Bf16,
+    };
+}

@@ -1,0 +1,42 @@
+using LlmKernels.Verification;
+
+namespace LlmKernels.Tests;
+
+/// <summary>A kernel family's shared checks (managed/LlmKernels.Verification), as its test class lists them.</summary>
+public interface IKernelFamily
+{
+    /// <summary>The checks to run on the CPU reference.</summary>
+    static abstract IEnumerable<KernelCheck> CpuChecks();
+
+    /// <summary>The checks to run on the CUDA backend.</summary>
+    static abstract IEnumerable<KernelCheck> GpuChecks();
+}
+
+/// <summary>What every kernel family's tests start with: a CPU context for the fixture, and the family's checks
+/// against the double-precision oracle on the CPU and, in category Gpu, on CUDA (ignored with the reason when no
+/// device can be used, never passed).</summary>
+public abstract class KernelFamilyTests<TFamily> where TFamily : IKernelFamily
+{
+    protected Context Cpu { get; private set; } = null!;
+
+    [OneTimeSetUp]
+    public void CreateContext() => Cpu = Context.CreateCpu();
+
+    [OneTimeTearDown]
+    public void DisposeContext() => Cpu.Dispose();
+
+    public static IEnumerable<TestCaseData> CpuCases() => TFamily.CpuChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
+
+    public static IEnumerable<TestCaseData> GpuCases() => TFamily.GpuChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
+
+    [TestCaseSource(nameof(CpuCases))]
+    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, Cpu);
+
+    [Category("Gpu")]
+    [TestCaseSource(nameof(GpuCases))]
+    public void MatchesOracleOnCuda(KernelCheck check)
+    {
+        using var cuda = TestSupport.CudaOrIgnore();
+        TestSupport.AssertPasses(check, cuda);
+    }
+}
