@@ -46,8 +46,8 @@ internal static class GenerateCommand
         var tokenizer = loaded.Tokenizer
             ?? throw new CliException($"--model {choice.Directory}: no tokenizer.json, which generate needs to encode the prompt and decode tokens");
         var ids = tokenizer.Encode(prompt, addSpecialTokens: true);
-        if (ids.Count == 0) throw new CliException("--prompt: the prompt encodes to no tokens");
-        io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Count} tokens");
+        if (ids.Length == 0) throw new CliException("--prompt: the prompt encodes to no tokens");
+        io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Length} tokens");
 
         var generator = ignoreEos ? new Generator(loaded.Model, tokenizer) { StopTokens = [] } : new Generator(loaded.Model, tokenizer);
         var output = io.OutWriter;
@@ -74,8 +74,8 @@ internal static class GenerateCommand
         string decode = count > 1
             ? $"decode {count - 1} tokens in {decodeSeconds * 1e3:F1} ms ({(count - 1) / decodeSeconds:F1} tok/s)"
             : "no decode step";
-        io.Note($"generated {count} tokens, stopped: {Describe(stop)}. prefill {ids.Count} tokens in {prefillSeconds * 1e3:F1} ms " +
-                $"({ids.Count / prefillSeconds:F1} tok/s), {decode}");
+        io.Note($"generated {count} tokens, stopped: {Describe(stop)}. prefill {ids.Length} tokens in {prefillSeconds * 1e3:F1} ms " +
+                $"({ids.Length / prefillSeconds:F1} tok/s), {decode}");
         return 0;
     }
 

@@ -47,7 +47,7 @@ internal static class InfoCommand
             ("BMI2", Bmi2.IsSupported), ("AVX-VNNI", AvxVnni.IsSupported), ("AVX-512F", Avx512F.IsSupported),
             ("AVX-512BW", Avx512BW.IsSupported), ("AVX-512DQ", Avx512DQ.IsSupported), ("AVX-512VBMI", Avx512Vbmi.IsSupported),
             ("AVX10.1", Avx10v1.IsSupported),
-            ("AdvSimd", AdvSimd.IsSupported), ("ARM dot product", Dp.IsSupported), ("SVE", Sve.IsSupported),
+            ("AdvSimd", AdvSimd.IsSupported), ("ARM dot product", Dp.IsSupported),
         };
         foreach (var (name, supported) in features)
             if (supported) yield return name;

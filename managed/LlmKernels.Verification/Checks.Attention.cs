@@ -25,9 +25,8 @@ public sealed record KvCacheCase(string Name, int Batch, int QLen, int NewLen, i
 
 /// <summary>Random inputs of an attention case on a context, their values as the kernel sees them (rounded to
 /// the dtype), and poisoned outputs.</summary>
-public sealed class AttentionRun : IDisposable
+public sealed class AttentionRun : TensorOwner
 {
-    private readonly List<Tensor> _owned = [];
 
     public AttentionRun(Context ctx, AttentionCase c, LlmkDtype dtype, Random rng)
     {
@@ -90,25 +89,12 @@ public sealed class AttentionRun : IDisposable
                                          Case.KvLen, Case.KvHeads, kvLens, Case.Params(LlmkAttentionAlgorithm.Auto),
                                          Slopes);
     }
-
-    private Tensor Own(Tensor t)
-    {
-        _owned.Add(t);
-        return t;
-    }
-
-    public void Dispose()
-    {
-        foreach (var t in _owned)
-            t.Dispose();
-    }
 }
 
 /// <summary>Random inputs of a KV-cache case. The cache rows a sequence already holds are random; the rows past
 /// them are poisoned (NaN), so a kernel that reads beyond cache_seqlens + new_len gives NaN outputs.</summary>
-public sealed class KvCacheRun : IDisposable
+public sealed class KvCacheRun : TensorOwner
 {
-    private readonly List<Tensor> _owned = [];
 
     public KvCacheRun(Context ctx, KvCacheCase c, LlmkDtype dtype, Random rng)
     {
@@ -199,18 +185,6 @@ public sealed class KvCacheRun : IDisposable
         for (int s = 0; s < c.Batch; s++)
             rows.AsSpan((s * c.NewLen) * rowBytes, c.NewLen * rowBytes)
                 .CopyTo(cache.AsSpan((s * c.MaxLen + SeqLens[s]) * rowBytes));
-    }
-
-    private Tensor Own(Tensor t)
-    {
-        _owned.Add(t);
-        return t;
-    }
-
-    public void Dispose()
-    {
-        foreach (var t in _owned)
-            t.Dispose();
     }
 }
 

@@ -117,9 +117,8 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
 
     /// <summary>A valid call of both entry points (f32; batch 2, q_len 3, heads 4, head_dim 8; kv_len 5 and kv_heads
     /// 2; cache max_len 16 with 2 new rows), whose parts a test breaks one at a time.</summary>
-    public sealed class Call : IDisposable
+    public sealed class Call : TensorOwner
     {
-        private readonly List<Tensor> _owned = [];
         private readonly Random _rng = new(1);
 
         public Call(Context ctx)
@@ -175,18 +174,6 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
             var t = Ctx.Allocate(dtype, shape);
             t.CopyFrom<byte>(new byte[t.ElementCount * Tensor.ElementSize(dtype)]);
             return t;
-        }
-
-        private Tensor Own(Tensor t)
-        {
-            _owned.Add(t);
-            return t;
-        }
-
-        public void Dispose()
-        {
-            foreach (var t in _owned)
-                t.Dispose();
         }
     }
 

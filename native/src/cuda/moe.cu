@@ -306,7 +306,7 @@ __global__ void __launch_bounds__(kPlaceTile) permute_place_kernel(const int32_t
             permuted_rows[t * a.rows_stride + (i - t * a.top_k)] = row;
         }
         __syncthreads(); /* every thread has read mine[e] */
-        if (valid && before == 0)
+        if (valid && before == same - 1)
             mine[e] += same; /* by the last entry of e in the tile only */
         __syncthreads(); /* the updated counters and the free tile for the next round */
     }

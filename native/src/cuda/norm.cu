@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(1024) rms_norm_kernel(const T* x, T* residual,
                 load_floats<T, N>(rr + c * N, r);
 #pragma unroll
                 for (int i = 0; i < N; i++)
-                    v[i] = v[i] + r[i]; /* as stored: the norm sees the rounded residual */
+                    v[i] = round_to<T>(v[i] + r[i]); /* as stored: the norm sees the rounded residual */
                 store_floats<T, N>(rr + c * N, v);
             }
 #pragma unroll
