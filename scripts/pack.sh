@@ -114,7 +114,13 @@ dotnet pack managed/LlmKernels.Package -c Release -o "$out" --artifacts-path "$b
 
 package=$out/LlmKernels.$version.nupkg
 [ -f "$package" ] && [ -f "$out/LlmKernels.$version.snupkg" ] || fail "dotnet pack made no $package (and .snupkg)"
-listing=$(python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$package")
+if command -v unzip >/dev/null; then
+  listing=$(unzip -Z1 "$package")
+elif command -v python3 >/dev/null; then
+  listing=$(python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$package")
+else
+  fail "cannot list $package: neither unzip nor python3 is installed"
+fi
 expected=(README.md runtimes/linux-x64/native/libllmk.so runtimes/win-x64/native/llmk.dll)
 for tfm in net8.0 net10.0; do
   expected+=("lib/$tfm/LlmKernels.dll" "lib/$tfm/LlmKernels.xml")

@@ -583,6 +583,13 @@ void run_checks(Checker& c) {
                 });
         c.check("convert f32 -> dtype", dt, {in(LLMK_DTYPE_F32, {r, h}, c.randoms(r * h, 3)), out(dt, {r, h})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_convert(x, &t[0], &t[1]); });
+        if (dt == LLMK_DTYPE_F32) { // integer conversions, once
+            c.check("convert i64 -> i32", LLMK_DTYPE_I32, {in(LLMK_DTYPE_I64, {4, 3}, {0, -1, 5, 2147483647, -2147483648.0, 7, 8, 9, 10, 11, 12, 13}), out(LLMK_DTYPE_I32, {4, 3})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_convert(x, &t[0], &t[1]); });
+            c.check("convert i64 -> i32 out of range", LLMK_DTYPE_I32, {in(LLMK_DTYPE_I64, {2, 2}, {1, 2, 3e10, 4}), out(LLMK_DTYPE_I32, {2, 2})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_convert(x, &t[0], &t[1]); },
+                    LLMK_STATUS_OUT_OF_RANGE);
+        }
         c.check("convert dtype -> bf16", dt, {in(dt, {r, h}, c.randoms(r * h, 3)), out(LLMK_DTYPE_BF16, {r, h})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_convert(x, &t[0], &t[1]); });
 
@@ -655,7 +662,30 @@ void run_checks(Checker& c) {
                     });
         }
 
+        c.check("rope frequencies uploaded (rotary_dim 1100)", dt, {in(LLMK_DTYPE_I32, {3}, {0, 7, 123456}), inout(dt, {3, 2, 1100}, c.randoms(6600))},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) {
+                    llmk_rope_params p;
+                    std::memset(&p, 0, sizeof p);
+                    p.style = LLMK_ROPE_STYLE_NEOX;
+                    p.theta = 10000;
+                    return llmk_rope(x, &t[0], &p, &t[1], nullptr);
+                });
+        c.check("linear in_features 0 (y = bias)", dt, {in(dt, {3, 0}, {}), in(dt, {5, 0}, {}), in(dt, {5}, c.randoms(5)), out(dt, {3, 5})},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], &t[2], &t[3]); });
+
         const int64_t T = 29, E = 64, K = 6, Hd = 80;
+        c.check("moe_route deepseek (256 experts, 8 groups, top 8)", dt, {in(dt, {7, 256}, c.randoms(7 * 256, 3)), in(LLMK_DTYPE_F32, {256}, c.randoms(256, 0.1)), out(LLMK_DTYPE_F32, {7, 8}), out(LLMK_DTYPE_I32, {7, 8})},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) {
+                    llmk_moe_router_params p;
+                    std::memset(&p, 0, sizeof p);
+                    p.top_k = 8;
+                    p.scoring = LLMK_MOE_SCORING_SIGMOID;
+                    p.renormalize = 1;
+                    p.num_groups = 8;
+                    p.topk_groups = 4;
+                    p.routed_scaling_factor = 2.5f;
+                    return llmk_moe_route(x, &t[0], &t[1], &p, &t[2], &t[3]);
+                });
         c.check("moe_route softmax renormalize", dt, {in(dt, {T, E}, c.randoms(T * E, 3)), out(LLMK_DTYPE_F32, {T, K}), out(LLMK_DTYPE_I32, {T, K})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) {
                     llmk_moe_router_params p;
@@ -682,6 +712,14 @@ void run_checks(Checker& c) {
             eids.push_back((double)((i * 7 + i / 5) % 16));
         c.check("moe_permute", dt, {in(dt, {T, Hd}, c.randoms(T * Hd)), in(LLMK_DTYPE_I32, {T, K}, eids), out(dt, {T * K, Hd}), out(LLMK_DTYPE_I32, {17}), out(LLMK_DTYPE_I32, {T * K}), out(LLMK_DTYPE_I32, {T, K})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_moe_permute(x, &t[0], &t[1], 16, &t[2], &t[3], &t[4], &t[5]); });
+        { // enough entries for several 256-entry tiles per chunk (the counters carried between tiles)
+            const int64_t T2 = 1100, K2 = 8;
+            std::vector<double> many;
+            for (int64_t i = 0; i < T2 * K2; i++)
+                many.push_back((double)((i * 5 + i / 7 + (i % 3 == 0 ? 0 : i / 11)) % 16));
+            c.check("moe_permute (many tiles)", dt, {in(dt, {T2, 8}, c.randoms(T2 * 8)), in(LLMK_DTYPE_I32, {T2, K2}, many), out(dt, {T2 * K2, 8}), out(LLMK_DTYPE_I32, {17}), out(LLMK_DTYPE_I32, {T2 * K2}), out(LLMK_DTYPE_I32, {T2, K2})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_moe_permute(x, &t[0], &t[1], 16, &t[2], &t[3], &t[4], &t[5]); });
+        }
         std::vector<double> bad = eids;
         bad[50] = 16;
         c.check("moe_permute id out of range", dt, {in(dt, {T, Hd}, c.randoms(T * Hd)), in(LLMK_DTYPE_I32, {T, K}, bad), out(dt, {T * K, Hd}), out(LLMK_DTYPE_I32, {17}), out(LLMK_DTYPE_I32, {T * K}), out(LLMK_DTYPE_I32, {T, K})},

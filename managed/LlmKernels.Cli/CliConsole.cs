@@ -41,10 +41,19 @@ internal sealed class CliConsole(IAnsiConsole output, IAnsiConsole error)
     }
 
     /// <summary>A dim note on stderr (timings, what was loaded).</summary>
-    public void Note(string text) => Err.MarkupLine($"[grey]{Markup.Escape(text)}[/]");
+    public void Note(string text) => Line(Err, text, "2");
 
     /// <summary>The one red line a user error gets: "llmk: error: ...", the message folded onto one line.</summary>
-    public void Error(string message) => Err.MarkupLine($"[red]llmk: error: {Markup.Escape(OneLine(message))}[/]");
+    public void Error(string message) => Line(Err, "llmk: error: " + OneLine(message), "31");
+
+    /// <summary>One line as is, colored by an SGR code where the console takes ANSI: Spectre's markup would wrap
+    /// it at the console's width (80 columns when redirected), splitting a message that greps expect whole.</summary>
+    private static void Line(IAnsiConsole console, string text, string sgr)
+    {
+        var writer = console.Profile.Out.Writer;
+        writer.WriteLine(console.Profile.Capabilities.Ansi ? $"\u001b[{sgr}m{text}\u001b[0m" : text);
+        writer.Flush();
+    }
 
     private static string OneLine(string message) =>
         string.Join(" ", message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));

@@ -54,10 +54,9 @@ internal static class VerifyCommand
             {
                 var choice = models.Choice(parse, defaultToPreset: false);
                 var chosen = choice is null ? TinyModels.Presets.Select(p => new ModelChoice(null, p)).ToList() : [choice];
-                foreach (var model in chosen)
-                    failed += RunModel(io, model, seed, backend, parse.GetValue(promptOption)!, parse.GetValue(toleranceOption));
+                failed += RunModels(io, chosen, seed, backend, parse.GetValue(promptOption)!, parse.GetValue(toleranceOption));
             }
-            io.Out.MarkupLineInterpolated($"{(failed == 0 ? "[green]all passed[/]" : $"[red]{failed} failed[/]")}  (seed {seed}; replay with --seed {seed})");
+            io.Out.MarkupLine($"{(failed == 0 ? "[green]all passed[/]" : $"[red]{failed} failed[/]")}  (seed {seed}; replay with --seed {seed})");
             return failed == 0 ? 0 : 1;
         }));
         return command;
@@ -119,33 +118,55 @@ internal static class VerifyCommand
     }
 
     /// <summary>
-    /// One prompt through a reference and a candidate run of <paramref name="choice"/>: the CPU (f32) against
-    /// CUDA when a device is usable and allowed, else the CPU's naive attention against its flash attention
-    /// (everything else identical, so only the attention algorithm differs). Returns 1 when out of tolerance.
+    /// The tokenizer's encoding of the prompt (or, for a folder without tokenizer.json, fixed ids), its text
+    /// repeated to at least <see cref="MinPromptTokens"/> tokens: the CPU's flash attention works in blocks of
+    /// 64 keys, and over a single block it does exactly the naive algorithm's arithmetic.
     /// </summary>
-    private static int RunModel(CliConsole io, ModelChoice choice, int seed, string backend, string promptText, double? tolerance)
+    private static List<int> Prompt(LoadedModel model, string text)
+    {
+        var config = model.Model.Config;
+        var prompt = model.Tokenizer?.Encode(text, addSpecialTokens: true).ToList() ?? [];
+        var more = model.Tokenizer?.Encode(" " + text) ?? Enumerable.Range(1, 16).Select(i => i * 7 % config.VocabSize).ToArray();
+        if (more.Length == 0) throw new CliException("--prompt: the prompt encodes to no tokens");
+        while (prompt.Count < MinPromptTokens) prompt.AddRange(more);
+        return prompt.Take(config.MaxPositionEmbeddings).ToList();
+    }
+
+    private const int MinPromptTokens = 160;
+
+    /// <summary>
+    /// One prompt through a reference and a candidate run of each model: the CPU (f32) against CUDA when a
+    /// device is usable and allowed, else the CPU's naive attention against its flash attention (everything
+    /// else identical, so only the attention algorithm differs). Returns the number of models out of tolerance.
+    /// </summary>
+    private static int RunModels(CliConsole io, IReadOnlyList<ModelChoice> choices, int seed, string backend, string promptText,
+                                 double? tolerance)
     {
         using var cpu = Context.CreateCpu();
         Context? cuda = null;
-        string? cudaReason = null;
         if (backend is "all" or "cuda")
         {
-            cuda = Context.TryCreateCuda(out cudaReason);
+            cuda = Context.TryCreateCuda(out var reason);
             if (cuda is null && backend == "cuda")
-                throw new CliException($"--backend cuda: no usable CUDA device: {cudaReason}");
+                throw new CliException($"--backend cuda: no usable CUDA device: {reason}");
+            if (cuda is null)
+                io.Out.MarkupLineInterpolated($"[grey]models: no CUDA ({reason}), so the CPU's flash attention is compared with its naive attention[/]");
         }
         using var _ = cuda;
+        return choices.Sum(choice => RunModel(io, choice, cpu, cuda, seed, promptText, tolerance));
+    }
+
+    private static int RunModel(CliConsole io, ModelChoice choice, Context cpu, Context? cuda, int seed, string promptText, double? tolerance)
+    {
         using var reference = ModelLoader.Load(cpu, choice, io, seed,
                                                cuda is null ? LlmkAttentionAlgorithm.Naive : LlmkAttentionAlgorithm.Auto);
         using var candidate = ModelLoader.Load(cuda ?? cpu, choice, io, seed,
                                                cuda is null ? LlmkAttentionAlgorithm.Flash : LlmkAttentionAlgorithm.Auto);
         string comparison = cuda is null
-            ? $"cpu naive attention vs cpu flash attention ({cudaReason ?? "--backend cpu"})"
+            ? "cpu naive attention vs cpu flash attention"
             : $"cpu vs {cuda} ({candidate.Model.ActivationDtype} activations)";
 
-        // The tokenizer's encoding of the prompt, or (a folder without tokenizer.json) fixed ids.
-        var prompt = reference.Tokenizer?.Encode(promptText, addSpecialTokens: true).ToList()
-                     ?? Enumerable.Range(1, 16).Select(i => i * 7 % reference.Model.Config.VocabSize).ToList();
+        var prompt = Prompt(reference, promptText);
         var report = VerifyRunner.Compare(reference.Model, candidate.Model, prompt);
 
         // Between two f32 runs only summation order differs; against half-precision activations, bf16's

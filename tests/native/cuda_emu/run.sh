@@ -4,31 +4,32 @@
 # every op on the emulated CUDA context with the CPU reference (attention is reported SKIP here; it has its
 # own emulator in tests/native/attention_emu). No GPU needed: the CUDA headers and gcc/g++ (with libubsan).
 # Built with UBSan (misaligned 16-byte vector accesses and other undefined behaviour abort the run).
-# usage: run.sh [llmk_gpu_bench arguments; default --check-only]
+# usage: run.sh [llmk_gpu_bench arguments; default --check-only]   (CUDA_SRC=dir: kernels from another copy)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 cc=${CC:-gcc}
 cxx=${CXX:-g++}
+cuda_src=${CUDA_SRC:-$root/native/src/cuda} # another copy of the kernels, e.g. a deliberately broken one
 work=$(mktemp -d "${TMPDIR:-/tmp}/llmk_cuda_emu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 sanitize=(-fsanitize=undefined -fno-sanitize-recover=undefined)
-includes=(-I"$work" -I"$here" -I"$root/native/include" -I"$root/native/src/core" -I"$root/native/src/cuda" ${CUDA_HOME:+-I"$CUDA_HOME/include"})
+includes=(-I"$work" -I"$here" -I"$root/native/include" -I"$root/native/src/core" -I"$cuda_src" ${CUDA_HOME:+-I"$CUDA_HOME/include"})
 objects=()
 for c in "$root"/native/src/core/*.c "$root"/native/src/api/*.c "$root"/native/src/cpu/*.c; do
   o="$work/$(basename "$(dirname "$c")")_$(basename "$c" .c).o"
-  "$cc" -std=c11 -O1 -g "${sanitize[@]}" -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" -c "$c" -o "$o" &
+  "$cc" -std=c11 -O1 -g -w "${sanitize[@]}" -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" -c "$c" -o "$o" &
   objects+=("$o")
 done
 wait
 for name in elementwise norm activation rope linear moe; do
-  python3 "$here/preprocess.py" "$root/native/src/cuda/$name.cu" "$work/$name.cpp"
+  python3 "$here/preprocess.py" "$cuda_src/$name.cu" "$work/$name.cpp"
 done
 python3 "$here/preprocess.py" "$root/bench/gpu/llmk_gpu_bench.cu" "$work/bench.cpp"
-python3 "$here/preprocess.py" "$root/native/src/cuda/common.cuh" "$work/common.cuh" # found first on the include path
+python3 "$here/preprocess.py" "$cuda_src/common.cuh" "$work/common.cuh" # found first on the include path
 for src in "$work"/*.cpp "$here/fake_backend.cpp"; do
   o="$work/$(basename "$src" .cpp).cpp.o"
-  "$cxx" -std=c++17 -O1 -g "${sanitize[@]}" -Wno-attributes -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
+  "$cxx" -std=c++17 -O1 -g "${sanitize[@]}" -w -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
     -c "$src" -o "$o"
   objects+=("$o")
 done

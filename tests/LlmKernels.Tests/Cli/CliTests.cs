@@ -1,0 +1,211 @@
+using LlmKernels.Cli;
+using LlmKernels.Models;
+
+namespace LlmKernels.Tests.Cli;
+
+/// <summary>
+/// The `llmk` commands run in-process through Program.Run on plain writers (no colors, no live display), as a
+/// user would call them, checked against the library calls they stand for.
+/// </summary>
+public class CliTests
+{
+    private sealed record Result(int ExitCode, string Out, string Err);
+
+    private static Result Llmk(params string[] args)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = Program.Run(args, CliConsole.Plain(output, error));
+        var result = new Result(code, output.ToString(), error.ToString());
+        TestContext.Out.WriteLine($"llmk {string.Join(" ", args)} -> {code}\n--- stdout\n{result.Out}--- stderr\n{result.Err}");
+        return result;
+    }
+
+    private static string TempDirectory()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"llmk-cli-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(path);
+        return path;
+    }
+
+    [Test]
+    public void GenerateWithATinyPresetIsDeterministicForASeed()
+    {
+        int seed = TestSupport.SeedFor(nameof(GenerateWithATinyPresetIsDeterministicForASeed));
+        string[] args = ["generate", "--preset", "tiny-llama", "--backend", "cpu", "--prompt", "the cat", "--max-tokens", "12",
+                         "--temperature", "1", "--top-k", "0", "--top-p", "1", "--seed", $"{seed}", "--ignore-eos"];
+        var first = Llmk(args);
+        var second = Llmk(args);
+        Assert.That(first.ExitCode, Is.EqualTo(0), first.Err);
+        Assert.That(first.Err, Does.Contain("generated 12 tokens"));
+        Assert.That(second.Out, Is.EqualTo(first.Out), "same seed, same text");
+
+        // The text is what the library's Generator samples with the same model, sampler and seed.
+        using var ctx = Context.CreateCpu();
+        using var model = TinyModels.Load(ctx, "tiny-llama");
+        var tokenizer = TinyModels.CreateTokenizer();
+        var steps = new Generator(model, tokenizer) { StopTokens = [] }
+            .Generate("the cat", 12, new Sampler(temperature: 1, topK: 0, topP: 1, seed: seed)).ToList();
+        Assert.That(steps, Has.Count.EqualTo(12));
+        Assert.That(first.Out, Is.EqualTo("the cat" + string.Concat(steps.Select(s => s.Text)) + Environment.NewLine));
+    }
+
+    [Test]
+    public void GenerateFromAModelFolderMatchesThePreset()
+    {
+        // The preset saved as a Hugging Face folder (config.json, model.safetensors, tokenizer.json) and loaded
+        // back through --model must generate the preset's greedy text.
+        var directory = TempDirectory();
+        try
+        {
+            var config = TinyModels.Config("tiny-mixtral");
+            TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1234), TinyModels.TokenizerJson());
+            string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
+            var fromFolder = Llmk(["generate", "--model", directory, .. common]);
+            var fromPreset = Llmk(["generate", "--preset", "tiny-mixtral", .. common]);
+            Assert.That(fromFolder.ExitCode, Is.EqualTo(0), fromFolder.Err);
+            Assert.That(fromFolder.Out, Is.EqualTo(fromPreset.Out));
+            Assert.That(fromFolder.Err, Does.Contain("generated 6 tokens"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void InspectTinyLlama()
+    {
+        var result = Llmk("inspect", "--preset", "tiny-llama");
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
+        // 2 x 282 x 64 (embedding, LM head) + 2 layers x (64 x (64 + 2 x 32) + 64 x 64 + 3 x 64 x 160 + 2 x 64) + 64.
+        Assert.That(result.Out, Does.Contain("122,432"));
+        // f32 KV: 2 x 2 layers x 2 kv heads x 16 x 4 bytes per token; 512 tokens (max_position_embeddings) of it.
+        Assert.That(result.Out, Does.Contain("KV cache per token (F32)").And.Contain("512 B"));
+        Assert.That(result.Out, Does.Contain("262,144 B (256.00 KiB)"));
+        Assert.That(result.Out, Does.Contain("4 / 2 / 16"), "heads / kv heads / head dim");
+    }
+
+    [Test]
+    public void InspectCrossChecksAFolderAgainstItsSafetensors()
+    {
+        var directory = TempDirectory();
+        try
+        {
+            var config = TinyModels.Config("tiny-llama");
+            TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1));
+            var result = Llmk("inspect", "--model", directory, "--context", "100", "--kv-dtype", "bf16");
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
+            Assert.That(result.Out, Does.Contain("matches config.json"));
+            // bf16 KV: 2 x 2 x 2 x 16 x 2 bytes = 256 per token, 25,600 at 100.
+            Assert.That(result.Out, Does.Contain("KV cache per token (Bf16)").And.Contain("256 B").And.Contain("25,600 B"));
+
+            // A tensor the config does not account for shows up as a difference.
+            var weights = TinyModels.CreateWeights(config, 1);
+            weights["extra.weight"] = (new float[10], [10]);
+            TinyModels.Save(directory, config, weights);
+            Assert.That(Llmk("inspect", "--model", directory).Out, Does.Contain("differs from config.json by 10 parameters"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void VerifyModelOnlyPassesOnTheTinyModels()
+    {
+        var result = Llmk("verify", "--model-only", "--seed", $"{TestSupport.SeedFor(nameof(VerifyModelOnlyPassesOnTheTinyModels))}");
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Out + result.Err);
+        Assert.That(result.Out, Does.Contain("tiny-llama").And.Contain("tiny-mixtral"));
+        Assert.That(result.Out, Does.Contain("layer 1").And.Contain("logits").And.Contain("top-1 tokens"));
+        Assert.That(result.Out, Does.Not.Contain("FAIL"));
+    }
+
+    [Test]
+    public void VerifyFailsBeyondTolerance()
+    {
+        // A bound no two implementations meet: the comparison must fail and say so in the exit code. (The CPU's
+        // two attention algorithms round differently, so their hidden states are never bit-identical.)
+        var result = Llmk("verify", "--model-only", "--preset", "tiny-llama", "--backend", "cpu", "--tolerance", "1e-30", "--seed", "5");
+        Assert.That(result.ExitCode, Is.EqualTo(1));
+        Assert.That(result.Out, Does.Contain("FAIL"));
+    }
+
+    [Test]
+    public void InfoNamesTheLoadedLibrary()
+    {
+        var result = Llmk("info");
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
+        Assert.That(result.Out, Does.Contain(NativeLibraryLoader.Loaded.Path));
+        Assert.That(result.Out, Does.Contain(NativeLibraryLoader.Loaded.Version));
+        Assert.That(result.Out, Does.Contain("CUDA"), "devices or the reason there are none");
+    }
+
+    [Test]
+    public void BenchReportsPrefillAndDecode()
+    {
+        var result = Llmk("bench", "--preset", "tiny-llama", "--backend", "cpu", "--prompt-tokens", "8", "--decode-tokens", "4",
+                          "--repeats", "1", "--warmup", "0");
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
+        Assert.That(result.Out, Does.Contain("prefill").And.Contain("decode"));
+    }
+
+    [TestCase("generate")]
+    [TestCase("bench")]
+    [TestCase("inspect")]
+    [TestCase("verify", "--model-only")]
+    public void AMissingModelFolderIsOneRedLineAndExitCode1(params string[] command)
+    {
+        var missing = Path.Combine(Path.GetTempPath(), $"llmk-no-such-model-{Guid.NewGuid():N}");
+        var result = Llmk([.. command, "--model", missing]);
+        Assert.That(result.ExitCode, Is.EqualTo(1));
+        var lines = result.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(1), "one line, no stack trace");
+        Assert.That(lines[0], Does.StartWith("llmk: error: --model " + missing).And.Contain("no such directory"));
+    }
+
+    [Test]
+    public void MalformedModelFilesAreOneLineNamingTheFile()
+    {
+        var directory = TempDirectory();
+        try
+        {
+            // config.json present but no weights: the checkpoint's message, on one line.
+            var config = TinyModels.Config("tiny-llama");
+            File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson());
+            File.WriteAllText(Path.Combine(directory, "tokenizer.json"), TinyModels.TokenizerJson());
+            var noWeights = Llmk("generate", "--model", directory, "--backend", "cpu");
+            Assert.That(noWeights.ExitCode, Is.EqualTo(1));
+            Assert.That(noWeights.Err.Trim(), Does.Not.Contain('\n').And.StartWith("llmk: error: ").And.Contain("model.safetensors"));
+
+            // A broken config.json: ModelFormatException's message names the file.
+            File.WriteAllText(Path.Combine(directory, "config.json"), "{ \"model_type\": ");
+            var badConfig = Llmk("inspect", "--model", directory);
+            Assert.That(badConfig.ExitCode, Is.EqualTo(1));
+            Assert.That(badConfig.Err.Trim(), Does.Not.Contain('\n').And.Contain("config.json"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void ConflictingOrOutOfRangeOptionsAreRefused()
+    {
+        var both = Llmk("generate", "--model", "x", "--preset", "tiny-llama");
+        Assert.That(both.ExitCode, Is.EqualTo(1));
+        Assert.That(both.Err, Does.Contain("--model and --preset"));
+
+        var sampler = Llmk("generate", "--backend", "cpu", "--temperature", "-1");
+        Assert.That(sampler.ExitCode, Is.EqualTo(1));
+        Assert.That(sampler.Err.Trim(), Does.Not.Contain('\n').And.Contain("temperature"));
+
+        // Parse-time validation: System.CommandLine's error and usage, non-zero exit.
+        var tokens = Llmk("generate", "--max-tokens", "0");
+        Assert.That(tokens.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(tokens.Err, Does.Contain("--max-tokens must be at least 1"));
+        Assert.That(Llmk("inspect", "--preset", "no-such-preset").ExitCode, Is.Not.EqualTo(0));
+    }
+}
