@@ -619,6 +619,23 @@ void run_checks(Checker& c) {
             c.check("add_rms_norm gemma hidden " + std::to_string(hidden), dt, {in(dt, {17, hidden}, c.randoms(17 * hidden)), inout(dt, {17, hidden}, c.randoms(17 * hidden)), in(LLMK_DTYPE_F32, {hidden}, c.randoms(hidden)), out(dt, {17, hidden})},
                     [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_add_rms_norm(x, &t[0], &t[1], &t[2], 1e-5f, LLMK_NORM_FLAGS_GEMMA, &t[3]); });
         }
+        // In place and padded rows: out == x, and views whose row stride exceeds their length.
+        c.check("rms_norm in place", dt, {inout(dt, {9, 1024}, c.randoms(9 * 1024)), in(dt, {1024}, c.randoms(1024))},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_rms_norm(x, &t[0], &t[1], 1e-5f, 0, &t[0]); });
+        c.check("add_rms_norm out == x, padded rows", dt, {inout(dt, {9, 1024}, c.randoms(9 * 1024)), inout(dt, {9, 1024}, c.randoms(9 * 1024)), in(dt, {1000}, c.randoms(1000))},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) {
+                    llmk_tensor xs = t[0], rs = t[1];
+                    xs.shape[1] = rs.shape[1] = 1000; // row stride stays 1024
+                    return llmk_add_rms_norm(x, &xs, &rs, &t[2], 1e-5f, 0, &xs);
+                });
+        c.check("add in place (out == a)", dt, {inout(dt, {33, 64}, c.randoms(33 * 64)), in(dt, {33, 64}, c.randoms(33 * 64))},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_add(x, &t[0], &t[1], &t[0]); });
+        c.check("swiglu split in place (out == gate), padded rows", dt, {inout(dt, {7, 136}, c.randoms(7 * 136, 4)), in(dt, {7, 136}, c.randoms(7 * 136))},
+                [](llmk_context* x, std::vector<llmk_tensor>& t) {
+                    llmk_tensor g = t[0], u = t[1];
+                    g.shape[1] = u.shape[1] = 128;
+                    return llmk_gated_activation_split(x, LLMK_ACTIVATION_SILU, &g, &u, &g);
+                });
         for (int32_t act : {LLMK_ACTIVATION_SILU, LLMK_ACTIVATION_GELU_TANH})
             for (int64_t d : {201, 256}) // scalar and vector paths
                 c.check(std::string(act ? "geglu" : "swiglu") + " fused d " + std::to_string(d), dt, {in(dt, {13, 2 * d}, c.randoms(13 * 2 * d, 4)), out(dt, {13, d})},

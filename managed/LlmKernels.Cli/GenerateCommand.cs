@@ -42,9 +42,11 @@ internal static class GenerateCommand
     private static int Run(CliConsole io, ModelChoice choice, Context ctx, string prompt, int maxTokens, Sampler sampler, bool ignoreEos)
     {
         using var _ = ctx;
+        // Checked before the weights load, which can take minutes.
+        if (choice.Directory is { } directory && Directory.Exists(directory) && !File.Exists(Path.Combine(directory, "tokenizer.json")))
+            throw new CliException($"--model {directory}: no tokenizer.json, which generate needs to encode the prompt and decode tokens");
         using var loaded = ModelLoader.Load(ctx, choice, io);
-        var tokenizer = loaded.Tokenizer
-            ?? throw new CliException($"--model {choice.Directory}: no tokenizer.json, which generate needs to encode the prompt and decode tokens");
+        var tokenizer = loaded.Tokenizer!;
         var ids = tokenizer.Encode(prompt, addSpecialTokens: true);
         if (ids.Length == 0) throw new CliException("--prompt: the prompt encodes to no tokens");
         io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Length} tokens");
@@ -64,7 +66,8 @@ internal static class GenerateCommand
             last = clock.Elapsed;
             if (count++ == 0) prefill = last;
             stop = token.Stop;
-            output.Write(token.Text);
+            // The end-of-sequence token ends the text; its own text ("</s>") is not part of it.
+            if (stop != StopReason.EndOfSequence) output.Write(token.Text);
             output.Flush();
         }
         output.WriteLine();

@@ -28,7 +28,9 @@ internal static class InfoCommand
         Row("version", library.Version);
         Row("backend", library.IsCuda ? "CUDA build, device usable" : "CPU");
         if (library.CudaSkippedReason is not null) Row("CUDA not used", library.CudaSkippedReason);
-        foreach (var attempt in library.Attempts) Row("also tried", attempt);
+        // Attempts the CUDA reason already quotes are not repeated.
+        foreach (var attempt in library.Attempts.Where(a => library.CudaSkippedReason?.Contains(a, StringComparison.Ordinal) != true))
+            Row("also tried", attempt);
         Row("searched", string.Join(", ", library.SearchedDirectories));
         Row("runtime", $"{RuntimeInformation.FrameworkDescription} on {RuntimeInformation.RuntimeIdentifier}, {Environment.ProcessorCount} logical processors");
         Row("CPU features", string.Join(" ", CpuFeatures().DefaultIfEmpty("none detected")));

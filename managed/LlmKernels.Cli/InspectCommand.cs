@@ -62,7 +62,7 @@ internal static class InspectCommand
             checkpoint = (tensors.Count, tensors.Sum(t => t.ElementCount), tensors.Sum(t => t.ByteLength));
             weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))
                                  .Select(g => WeightSource.ToLlmk(g.Key)).FirstOrDefault();
-            weightSource = "the checkpoint";
+            weightSource = "from the checkpoint";
         }
         else
             weightSource = "config.json's torch_dtype";
@@ -75,19 +75,27 @@ internal static class InspectCommand
         var kvDtype = kvDtypeName is null ? weightDtype.Value : ParseDtype(kvDtypeName);
         int weightBytes = Tensor.ElementSize(weightDtype.Value), kvBytes = Tensor.ElementSize(kvDtype);
 
-        var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(choice.Name)).AddColumns("quantity", "value", "how");
-        void Row(string name, string value, string how = "") => table.AddRow(Markup.Escape(name), Markup.Escape(value), $"[grey]{Markup.Escape(how)}[/]");
+        // Two columns keep the numbers readable at 80 columns; how each is computed follows as notes.
+        var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(choice.Name))
+            .AddColumn(new TableColumn("quantity").NoWrap()).AddColumn("value");
+        var notes = new List<string>();
+        void Row(string name, string value, string how = "")
+        {
+            table.AddRow(Markup.Escape(name), Markup.Escape(value));
+            if (how.Length > 0) notes.Add($"{name.Trim()}: {how}");
+        }
 
         Row("architecture", $"{config.ModelType} ({string.Join(", ", config.Architectures.DefaultIfEmpty("-"))})");
         Row("layers", $"{config.NumHiddenLayers}");
         Row("hidden / intermediate", $"{config.HiddenSize} / {config.IntermediateSize}");
-        Row("heads / kv heads / head dim", $"{config.NumAttentionHeads} / {config.NumKeyValueHeads} / {config.HeadDim}",
-            config.NumKeyValueHeads == config.NumAttentionHeads ? "MHA" : config.NumKeyValueHeads == 1 ? "MQA" : $"GQA, {config.NumAttentionHeads / config.NumKeyValueHeads} query heads per kv head");
-        Row("vocabulary", $"{config.VocabSize}", config.TieWordEmbeddings ? "LM head tied to the embedding" : "");
+        string sharing = config.NumKeyValueHeads == config.NumAttentionHeads ? "MHA"
+            : config.NumKeyValueHeads == 1 ? "MQA" : $"GQA, {config.NumAttentionHeads / config.NumKeyValueHeads} query heads per kv head";
+        Row("heads / kv heads / head dim", $"{config.NumAttentionHeads} / {config.NumKeyValueHeads} / {config.HeadDim} ({sharing})");
+        Row("vocabulary", $"{config.VocabSize}{(config.TieWordEmbeddings ? " (LM head tied to the embedding)" : "")}");
         if (config.IsMoe) Row("experts", $"{config.NumExpertsPerTok} of {config.NumLocalExperts} per token");
         if (config.SlidingWindow is int window) Row("sliding window", $"{window}");
         Row("max positions", $"{config.MaxPositionEmbeddings}");
-        Row("weights dtype", $"{weightDtype} ({weightBytes} bytes)", weightSource);
+        Row("weights dtype", $"{weightDtype} ({weightBytes} bytes, {weightSource})");
 
         Row("parameters", Format.Count(cost.Parameters), "embedding + LM head + layers x (q,k,v,o + MLP + norms) + final norm");
         Row("  embedding / LM head", $"{Format.Count(cost.EmbeddingParameters)} / {Format.Count(cost.LmHeadParameters)}", "vocab x hidden each");
@@ -99,8 +107,8 @@ internal static class InspectCommand
         if (checkpoint is { } ck)
         {
             long diff = ck.Parameters - cost.Parameters;
-            Row("checkpoint", $"{ck.Tensors} tensors, {Format.Count(ck.Parameters)} parameters, {Format.Bytes(ck.Bytes)}",
-                diff == 0 ? "matches config.json" : $"differs from config.json by {Format.Exact(diff)} parameters");
+            Row("checkpoint", $"{ck.Tensors} tensors, {Format.Count(ck.Parameters)} parameters, {Format.Bytes(ck.Bytes)}: " +
+                (diff == 0 ? "matches config.json" : $"differs from config.json by {Format.Exact(diff)} parameters"));
         }
         Row("weights", Format.Bytes((double)cost.Parameters * weightBytes), "parameters x dtype size");
 
@@ -118,6 +126,7 @@ internal static class InspectCommand
             $"{cost.DecodeTokensPerSecondCeiling(bandwidthGBps * 1e9, context, weightBytes, kvBytes).ToString("0.0", CultureInfo.InvariantCulture)} tok/s",
             "bandwidth / bytes per token (batch 1 is memory bound)");
         io.Out.Write(table);
+        foreach (var note in notes) io.Out.MarkupLine($"[grey]{Markup.Escape(note)}[/]");
         return 0;
     }
 

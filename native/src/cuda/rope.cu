@@ -70,10 +70,11 @@ extern "C" llmk_status llmk_cuda_rope(llmk_context* ctx, const llmk_tensor* posi
         using namespace llmk_cu;
         const int64_t tokens = q->shape[0];
         const int32_t half = rotary_dim / 2;
+        /* Every position is checked before anything is written (even when there is nothing to rotate, as
+         * the CPU reference). */
+        LLMK_TRY(check_indices(ctx, llmk_fn, "positions", positions, 0, INT64_MAX, ""));
         if (tokens == 0 || half == 0 || (q->shape[1] == 0 && (!k || k->shape[1] == 0)))
             return LLMK_STATUS_OK;
-        /* Every position is checked before anything is written. */
-        LLMK_TRY(check_indices(ctx, llmk_fn, "positions", positions, 0, INT64_MAX, ""));
 
         const int64_t heads = q->shape[1] + (k ? k->shape[1] : 0);
         if (heads * half > INT32_MAX)

@@ -179,6 +179,12 @@ public class CliTests
             Assert.That(noWeights.ExitCode, Is.EqualTo(1));
             Assert.That(noWeights.Err.Trim(), Does.Not.Contain('\n').And.StartWith("llmk: error: ").And.Contain("model.safetensors"));
 
+            // generate needs the tokenizer, and says so before loading any weight.
+            File.Delete(Path.Combine(directory, "tokenizer.json"));
+            var noTokenizer = Llmk("generate", "--model", directory, "--backend", "cpu");
+            Assert.That(noTokenizer.ExitCode, Is.EqualTo(1));
+            Assert.That(noTokenizer.Err.Trim(), Does.Not.Contain('\n').And.Contain("no tokenizer.json"));
+
             // A broken config.json: ModelFormatException's message names the file.
             File.WriteAllText(Path.Combine(directory, "config.json"), "{ \"model_type\": ");
             var badConfig = Llmk("inspect", "--model", directory);
