@@ -4,7 +4,7 @@
 #   2. llmk_gpu_bench --check-only: every CUDA kernel against the CPU reference of the same library;
 #   3. compute-sanitizer memcheck and racecheck on that check;
 #   4. the self-contained NUnit test bundle (dotnet publish -r linux-x64 --self-contained, packed as a
-#      tarball by the lead's publish step), GPU category, plain and under memcheck and racecheck;
+#      tarball by scripts/gpu/make-test-bundle.sh), GPU category, plain and under memcheck and racecheck;
 #   5. the kernel timings (JSON + markdown) and, if PyTorch is importable, the PyTorch baseline.
 # Usage: scripts/gpu/run-gpu-tests.sh [path/to/tests-bundle.tar.xz]
 # Environment: OUT (results folder; default build/gpu-results), BUILD_DIR, CUDA_ARCH (default 90),
