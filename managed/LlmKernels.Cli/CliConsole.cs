@@ -18,9 +18,24 @@ internal sealed class CliConsole(IAnsiConsole output, IAnsiConsole error)
     public TextWriter OutWriter => Out.Profile.Out.Writer;
 
     /// <summary>The process's stdout and stderr, with Spectre's detection of colors and interactivity.</summary>
-    public static CliConsole Standard() => new(
-        AnsiConsole.Console,
-        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) }));
+    /// Redirected output gets no colors and a wide fixed width, so logs hold no escape codes and tables are not
+    /// folded to 80 columns.
+    public static CliConsole Standard() => new(Create(Console.Out, Console.IsOutputRedirected), Create(Console.Error, Console.IsErrorRedirected));
+
+    private static IAnsiConsole Create(TextWriter writer, bool redirected)
+    {
+        if (!redirected)
+            return AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(writer) });
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = 200;
+        return console;
+    }
 
     /// <summary>Plain text on the given writers: no colors, no live displays, a fixed width (tests).</summary>
     public static CliConsole Plain(TextWriter output, TextWriter error, int width = 200)

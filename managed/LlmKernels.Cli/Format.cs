@@ -17,6 +17,9 @@ internal static class Format
     public static string Bytes(double value) =>
         value < 1024 ? $"{value.ToString("N0", Invariant)} B" : $"{value.ToString("N0", Invariant)} B ({Scaled(value, 1024, [" B", " KiB", " MiB", " GiB", " TiB"])})";
 
+    /// <summary>An error in scientific notation: 4.43e-08.</summary>
+    public static string Error(double value) => value.ToString("0.00e+00", Invariant);
+
     /// <summary>1.32e10 -> "13.21 GFLOP".</summary>
     public static string Flops(double value) => Scaled(value, 1000, [" FLOP", " kFLOP", " MFLOP", " GFLOP", " TFLOP", " PFLOP"]);
 

@@ -102,7 +102,7 @@ internal static class VerifyCommand
                     }
                     if (result.Passed) passed++; else failed++;
                     table.AddRow(ctx.ToString(), result.Kernel, Markup.Escape(result.Case), result.DType.ToString(),
-                        $"{result.Errors.MaxAbs:E2}", $"{result.Errors.RelL2:E2}", $"{result.Tolerance:E0}",
+                        Format.Error(result.Errors.MaxAbs), Format.Error(result.Errors.RelL2), Format.Error(result.Tolerance),
                         result.Passed ? "[green]pass[/]" : $"[red]FAIL{(result.Errors.NonFinite > 0 ? $" ({result.Errors.NonFinite} non-finite)" : "")}[/]");
                 }
             }
@@ -183,7 +183,7 @@ internal static class VerifyCommand
         {
             bool ok = diff.NonFinite == 0 && diff.RelL2 <= bound;
             if (!ok) failed++;
-            table.AddRow(diff.Name, $"{diff.MaxAbs:E2}", $"{diff.RelL2:E2}", $"{bound:E0}",
+            table.AddRow(diff.Name, Format.Error(diff.MaxAbs), Format.Error(diff.RelL2), Format.Error(bound),
                          ok ? "[green]pass[/]" : $"[red]FAIL{(diff.NonFinite > 0 ? $" ({diff.NonFinite} non-finite)" : "")}[/]");
         }
         bool top1 = report.Top1Agreement >= top1Bound;
