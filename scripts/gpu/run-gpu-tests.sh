@@ -93,7 +93,7 @@ if [ -n "$bundle" ]; then
     # Load exactly this build, and fail loudly (not fall back to the CPU) if its CUDA backend is unusable.
     export LLMK_NATIVE_LIBRARY="$dir/libllmk_cuda.so" LLMK_BACKEND=cuda
     export DOTNET_gcServer=0
-    step tests-gpu "$exe" --filter "$filter" --results-directory "$out/test-results" --report-trx
+    step tests-gpu "$exe" --filter "$filter"
     if [ -z "${SKIP_SANITIZER:-}" ] && [ -n "$sanitizer" ]; then
       # The .NET runtime makes no CUDA calls of its own; only the library's show up.
       step tests-memcheck "$sanitizer" --tool memcheck --error-exitcode 1 --target-processes all "$exe" --filter "$filter"

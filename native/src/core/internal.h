@@ -158,6 +158,13 @@ static inline void llmk_store_float(void* data, int32_t dtype, int64_t i, float 
     }
 }
 
+/* Contiguous runs (innermost stride 1): data[offset .. offset + n) as f32 into dst, and src rounded into
+ * data[offset .. offset + n). They switch on the dtype once per run, so the per-dtype loops vectorize;
+ * the values are the same as element-wise llmk_load_float / llmk_store_float. dst and src are f32 scratch
+ * that does not overlap data. */
+void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst);
+void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src);
+
 static inline int64_t llmk_load_index(const void* data, int32_t dtype, int64_t i) {
     return dtype == LLMK_DTYPE_I32 ? (int64_t)((const int32_t*)data)[i] : ((const int64_t*)data)[i];
 }

@@ -171,35 +171,71 @@ llmk_status llmk_check_same_dtype(const char* fn, const char* name_a, const llmk
                      llmk_dtype_name(a->dtype), name_b, llmk_dtype_name(b->dtype));
 }
 
-/* IEEE half <-> single, exact (subnormals included), round to nearest even. */
+/* IEEE half <-> single, exact (subnormals included), round to nearest even. Every case is computed and one
+ * selected, without branches, so the row loops below vectorize. */
 float llmk_f16_to_float(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exponent = (h >> 10) & 0x1fu;
     uint32_t mantissa = h & 0x3ffu;
-    if (exponent == 0x1f)
-        return llmk_bits_to_float(sign | 0x7f800000u | (mantissa << 13));
-    if (exponent == 0) {
-        /* zero or subnormal: mantissa * 2^-24 */
-        float magnitude = (float)mantissa * (1.0f / 16777216.0f);
-        return sign ? -magnitude : magnitude;
-    }
-    return llmk_bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+    uint32_t special = 0x7f800000u | (mantissa << 13);                                  /* inf, NaN */
+    uint32_t small = llmk_float_to_bits((float)mantissa * (1.0f / 16777216.0f));        /* zero, subnormal */
+    uint32_t normal = ((exponent + 112u) << 23) | (mantissa << 13);
+    return llmk_bits_to_float(sign | (exponent == 0x1f ? special : exponent == 0 ? small : normal));
 }
 
 uint16_t llmk_float_to_f16(float f) {
     uint32_t bits = llmk_float_to_bits(f);
-    uint16_t sign = (uint16_t)((bits >> 16) & 0x8000u);
+    uint32_t sign = (bits >> 16) & 0x8000u;
     uint32_t magnitude = bits & 0x7fffffffu;
-    if (magnitude > 0x7f800000u)
-        return (uint16_t)(sign | 0x7e00u); /* NaN */
-    if (magnitude >= 0x477ff000u)      /* rounds to >= 65520: infinity */
-        return (uint16_t)(sign | 0x7c00u);
-    if (magnitude < 0x38800000u) {     /* below the smallest normal half: subnormal or zero */
-        /* add 0.5 so the float adder rounds the mantissa to nearest even at 2^-24 */
-        float value = llmk_bits_to_float(magnitude) + 0.5f;
-        return (uint16_t)(sign | (uint16_t)(llmk_float_to_bits(value) - 0x3f000000u));
+    /* below the smallest normal half: adding 0.5 makes the float adder round the mantissa to nearest even
+     * at 2^-24 */
+    uint32_t small = llmk_float_to_bits(llmk_bits_to_float(magnitude) + 0.5f) - 0x3f000000u;
+    /* rebias the exponent (-112 << 23) and round */
+    uint32_t normal = (magnitude + 0xc8000fffu + ((magnitude >> 13) & 1u)) >> 13;
+    uint32_t half = magnitude > 0x7f800000u    ? 0x7e00u  /* NaN */
+                    : magnitude >= 0x477ff000u ? 0x7c00u  /* rounds to >= 65520: infinity */
+                    : magnitude < 0x38800000u  ? small
+                                               : normal;
+    return (uint16_t)(sign | half);
+}
+
+/* In this file so the conversions above inline into the loops and vectorize (they are branch-light). */
+void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32:
+        memcpy(dst, (const float*)data + offset, (size_t)n * sizeof(float));
+        break;
+    case LLMK_DTYPE_F16: {
+        const uint16_t* src = (const uint16_t*)data + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = llmk_f16_to_float(src[i]);
+        break;
     }
-    uint32_t mantissa_odd = (magnitude >> 13) & 1u;
-    magnitude += 0xc8000fffu + mantissa_odd; /* rebias exponent (-112 << 23) and round */
-    return (uint16_t)(sign | (uint16_t)(magnitude >> 13));
+    default: {
+        const uint16_t* src = (const uint16_t*)data + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = llmk_bf16_to_float(src[i]);
+        break;
+    }
+    }
+}
+
+void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src) {
+    switch (dtype) {
+    case LLMK_DTYPE_F32:
+        memcpy((float*)data + offset, src, (size_t)n * sizeof(float));
+        break;
+    case LLMK_DTYPE_F16: {
+        uint16_t* dst = (uint16_t*)data + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = llmk_float_to_f16(src[i]);
+        break;
+    }
+    default: {
+        uint16_t* dst = (uint16_t*)data + offset;
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = llmk_float_to_bf16(src[i]);
+        break;
+    }
+    }
 }
