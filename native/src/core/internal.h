@@ -165,6 +165,16 @@ static inline void llmk_store_float(void* data, int32_t dtype, int64_t i, float 
 void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst);
 void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src);
 
+/* data[offset .. offset + n) as f32: a pointer into data itself when it holds f32 (no copy), else the run
+ * converted into buffer. */
+static inline const float* llmk_floats_at(const void* data, int32_t dtype, int64_t offset, int64_t n,
+                                          float* buffer) {
+    if (dtype == LLMK_DTYPE_F32)
+        return (const float*)data + offset;
+    llmk_load_floats(data, dtype, offset, n, buffer);
+    return buffer;
+}
+
 static inline int64_t llmk_load_index(const void* data, int32_t dtype, int64_t i) {
     return dtype == LLMK_DTYPE_I32 ? (int64_t)((const int32_t*)data)[i] : ((const int64_t*)data)[i];
 }

@@ -1,7 +1,10 @@
-/* CPU reference of the gated activations: out = act(gate) * up, f32 arithmetic, one row per iteration. */
+/* CPU reference of the gated activations: out = act(gate) * up, f32 arithmetic, one row per iteration. Rows
+ * are walked in chunks converted to f32 through stack buffers, so no loop switches on a dtype. */
 #include "internal.h"
 
 #include <math.h>
+
+enum { CHUNK = 1024 };
 
 static float silu(float g) { return g / (1.0f + expf(-g)); }
 
@@ -19,11 +22,19 @@ llmk_status llmk_cpu_gated_activation_split(llmk_context* ctx, int32_t activatio
         return LLMK_STATUS_OK;
 #pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
+        float result[CHUNK], buffer[CHUNK];
         int64_t go = r * gate->strides[0], uo = r * up->strides[0], oo = r * out->strides[0];
-        for (int64_t j = 0; j < d; j++) {
-            float g = llmk_load_float(gate->data, gate->dtype, go + j);
-            float u = llmk_load_float(up->data, up->dtype, uo + j);
-            llmk_store_float(out->data, out->dtype, oo + j, (is_silu ? silu(g) : gelu_tanh(g)) * u);
+        for (int64_t j0 = 0; j0 < d; j0 += CHUNK) {
+            const int64_t n = d - j0 < CHUNK ? d - j0 : CHUNK;
+            const float* g = llmk_floats_at(gate->data, gate->dtype, go + j0, n, result); /* may be result */
+            const float* u = llmk_floats_at(up->data, up->dtype, uo + j0, n, buffer);
+            if (is_silu)
+                for (int64_t j = 0; j < n; j++)
+                    result[j] = silu(g[j]) * u[j];
+            else
+                for (int64_t j = 0; j < n; j++)
+                    result[j] = gelu_tanh(g[j]) * u[j];
+            llmk_store_floats(out->data, out->dtype, oo + j0, n, result);
         }
     }
     return LLMK_STATUS_OK;

@@ -33,12 +33,20 @@ static head_rows rows_of(const llmk_tensor* t, int64_t b, int64_t h) {
 /* x[0..n) = row of r, as f32. */
 static void load_row(const head_rows* r, int64_t row, int64_t n, float* x) {
     int64_t base = r->offset + row * r->row_stride;
+    if (r->dim_stride == 1) {
+        llmk_load_floats(r->data, r->dtype, base, n, x);
+        return;
+    }
     for (int64_t d = 0; d < n; d++)
         x[d] = llmk_load_float(r->data, r->dtype, base + d * r->dim_stride);
 }
 
 static void store_row(const head_rows* r, int64_t row, int64_t n, const float* x) {
     int64_t base = r->offset + row * r->row_stride;
+    if (r->dim_stride == 1) {
+        llmk_store_floats(r->data, r->dtype, base, n, x);
+        return;
+    }
     for (int64_t d = 0; d < n; d++)
         llmk_store_float(r->data, r->dtype, base + d * r->dim_stride, x[d]);
 }

@@ -25,12 +25,32 @@ static int64_t outer_offset(const view4* v, int64_t o) {
     return i0 * v->strides[0] + i1 * v->strides[1] + i2 * v->strides[2];
 }
 
+enum { CHUNK = 1024 };
+
+/* Whether every view's innermost dimension is contiguous, so its rows go through llmk_load_floats. */
+static bool rows_contiguous(const view4* a, const view4* b, const view4* c) {
+    return a->strides[3] == 1 && b->strides[3] == 1 && c->strides[3] == 1;
+}
+
 llmk_status llmk_cpu_add(llmk_context* ctx, const llmk_tensor* a, const llmk_tensor* b, llmk_tensor* out) {
     const view4 va = as_view4(a), vb = as_view4(b), vo = as_view4(out);
     const int64_t outer = vo.shape[0] * vo.shape[1] * vo.shape[2], inner = vo.shape[3];
+    const bool contiguous = rows_contiguous(&va, &vb, &vo);
 #pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const int64_t ia = outer_offset(&va, o), ib = outer_offset(&vb, o), io = outer_offset(&vo, o);
+        if (contiguous) { /* the same sums, chunk by chunk through f32 buffers */
+            float x[CHUNK], y[CHUNK];
+            for (int64_t i0 = 0; i0 < inner; i0 += CHUNK) {
+                const int64_t n = inner - i0 < CHUNK ? inner - i0 : CHUNK;
+                llmk_load_floats(a->data, a->dtype, ia + i0, n, x);
+                llmk_load_floats(b->data, b->dtype, ib + i0, n, y);
+                for (int64_t i = 0; i < n; i++)
+                    x[i] += y[i];
+                llmk_store_floats(out->data, out->dtype, io + i0, n, x);
+            }
+            continue;
+        }
         for (int64_t i = 0; i < inner; i++) {
             float sum = llmk_load_float(a->data, a->dtype, ia + i * va.strides[3]) +
                         llmk_load_float(b->data, b->dtype, ib + i * vb.strides[3]);
@@ -77,9 +97,20 @@ llmk_status llmk_cpu_convert(llmk_context* ctx, const llmk_tensor* src, llmk_ten
             }
         }
     }
+    const bool floating = out->dtype != LLMK_DTYPE_I32 && out->dtype != LLMK_DTYPE_I64;
+    const bool contiguous = vs.strides[3] == 1 && vo.strides[3] == 1;
 #pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const int64_t is = outer_offset(&vs, o), io = outer_offset(&vo, o);
+        if (floating && contiguous) {
+            float x[CHUNK];
+            for (int64_t i0 = 0; i0 < inner; i0 += CHUNK) {
+                const int64_t n = inner - i0 < CHUNK ? inner - i0 : CHUNK;
+                llmk_load_floats(src->data, src->dtype, is + i0, n, x);
+                llmk_store_floats(out->data, out->dtype, io + i0, n, x);
+            }
+            continue;
+        }
         for (int64_t i = 0; i < inner; i++) {
             const int64_t s = is + i * vs.strides[3], d = io + i * vo.strides[3];
             if (out->dtype == LLMK_DTYPE_I32)
@@ -114,8 +145,12 @@ llmk_status llmk_cpu_embedding(llmk_context* ctx, const llmk_tensor* table, cons
                    (size_t)hidden * size);
             continue;
         }
-        for (int64_t h = 0; h < hidden; h++)
-            llmk_store_float(out->data, out->dtype, out_row + h, llmk_load_float(table->data, table->dtype, row + h));
+        float x[CHUNK];
+        for (int64_t h0 = 0; h0 < hidden; h0 += CHUNK) {
+            const int64_t n = hidden - h0 < CHUNK ? hidden - h0 : CHUNK;
+            llmk_load_floats(table->data, table->dtype, row + h0, n, x);
+            llmk_store_floats(out->data, out->dtype, out_row + h0, n, x);
+        }
     }
     return LLMK_STATUS_OK;
 }

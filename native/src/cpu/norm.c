@@ -28,8 +28,7 @@ static float inverse_rms(const void* data, int32_t dtype, int64_t offset, int64_
     double sums[LANES] = {0};
     for (int64_t j0 = 0; j0 < hidden; j0 += CHUNK) {
         const int64_t n = hidden - j0 < CHUNK ? hidden - j0 : CHUNK;
-        llmk_load_floats(data, dtype, offset + j0, n, buffer);
-        add_squares(buffer, n, sums);
+        add_squares(llmk_floats_at(data, dtype, offset + j0, n, buffer), n, sums);
     }
     double sum = 0.0;
     for (int l = 0; l < LANES; l++)
@@ -42,15 +41,14 @@ static float inverse_rms(const void* data, int32_t dtype, int64_t offset, int64_
 static void scale_row(const void* src, int64_t src_offset, const llmk_tensor* weight, float scale, int32_t flags,
                       llmk_tensor* out, int64_t out_offset, int64_t hidden, float* buffers) {
     const float shift = (flags & LLMK_NORM_FLAGS_GEMMA) ? 1.0f : 0.0f;
-    float* v = buffers;
-    float* w = buffers + CHUNK;
+    float* result = buffers;
     for (int64_t j0 = 0; j0 < hidden; j0 += CHUNK) {
         const int64_t n = hidden - j0 < CHUNK ? hidden - j0 : CHUNK;
-        llmk_load_floats(src, out->dtype, src_offset + j0, n, v);
-        llmk_load_floats(weight->data, weight->dtype, j0, n, w);
+        const float* v = llmk_floats_at(src, out->dtype, src_offset + j0, n, buffers); /* may be result */
+        const float* w = llmk_floats_at(weight->data, weight->dtype, j0, n, buffers + CHUNK);
         for (int64_t j = 0; j < n; j++)
-            v[j] = v[j] * scale * (w[j] + shift);
-        llmk_store_floats(out->data, out->dtype, out_offset + j0, n, v);
+            result[j] = v[j] * scale * (w[j] + shift);
+        llmk_store_floats(out->data, out->dtype, out_offset + j0, n, result);
     }
 }
 
