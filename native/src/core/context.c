@@ -67,8 +67,8 @@ llmk_status llmk_context_create_cuda(int32_t device_index, llmk_context** out_co
     if (out_context)
         *out_context = NULL;
     return llmk_fail(LLMK_STATUS_UNAVAILABLE,
-                     "llmk_context_create_cuda: this build of libllmk has no CUDA backend (built without a CUDA "
-                     "toolkit)");
+                     "llmk_context_create_cuda: this build of libllmk has no CUDA backend (no usable CUDA toolkit "
+                     "when it was built; the CUDA build is libllmk_cuda)");
 #endif
 }
 
