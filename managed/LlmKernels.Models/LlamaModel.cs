@@ -325,8 +325,13 @@ public sealed class LlamaModel : IDisposable
             RopeScalingType.Yarn => LlmkRopeScaling.Yarn,
             _ => LlmkRopeScaling.Default,
         };
+        // Dynamic NTK grows the base once the sequence passes max_position_embeddings (transformers'
+        // _compute_dynamic_ntk_parameters); llama3 and yarn scale against the original training length.
+        int originalMax = scaling == LlmkRopeScaling.Dynamic
+            ? Config.MaxPositionEmbeddings
+            : r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings;
         return Rope.Create((float)Config.RopeTheta, LlmkRopeStyle.Neox, 0, scaling, (float)r.Factor,
-                           r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings, sequenceLength,
+                           originalMax, sequenceLength,
                            (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
                            (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
                            (float)(r.AttentionFactor ?? 0), r.Truncate);
