@@ -4,6 +4,8 @@
 #include "cpu_threads.h"
 #include "internal.h"
 
+#include <string.h>
+
 #include <math.h>
 #include <stdlib.h>
 
@@ -167,6 +169,8 @@ llmk_status llmk_cpu_moe_permute(llmk_context* ctx, const llmk_tensor* x, const 
     return LLMK_STATUS_OK;
 }
 
+enum { UNPERMUTE_CHUNK = 1024 };
+
 llmk_status llmk_cpu_moe_unpermute(llmk_context* ctx, const llmk_tensor* expert_out, const llmk_tensor* weights,
                                    const llmk_tensor* permuted_rows, llmk_tensor* out) {
     const int64_t tokens = weights->shape[0], top_k = weights->shape[1], hidden = expert_out->shape[1];
@@ -188,15 +192,20 @@ llmk_status llmk_cpu_moe_unpermute(llmk_context* ctx, const llmk_tensor* expert_
     for (int64_t t = 0; t < tokens; t++) {
         const int32_t* slots = map + t * map_stride;
         const float* slot_weights = w + t * weights->strides[0];
-        for (int64_t h = 0; h < hidden; h++) {
-            /* Starting from the first term (not 0) keeps top_k = 1 with weight 1 an exact copy, -0 included. */
-            float sum = 0.0f;
+        /* Chunk by chunk, slot by slot: the same per-element order of additions as one element at a time. */
+        float sum[UNPERMUTE_CHUNK], buffer[UNPERMUTE_CHUNK];
+        for (int64_t h0 = 0; h0 < hidden; h0 += UNPERMUTE_CHUNK) {
+            const int64_t n = hidden - h0 < UNPERMUTE_CHUNK ? hidden - h0 : UNPERMUTE_CHUNK;
+            if (top_k == 0) /* no slots: the empty sum */
+                memset(sum, 0, sizeof sum);
             for (int64_t s = 0; s < top_k; s++) {
-                float term = slot_weights[s] *
-                             llmk_load_float(expert_out->data, expert_out->dtype, slots[s] * expert_out->strides[0] + h);
-                sum = s == 0 ? term : sum + term;
+                const float* row = llmk_floats_at(expert_out->data, expert_out->dtype,
+                                                  slots[s] * expert_out->strides[0] + h0, n, buffer);
+                /* Starting from the first term (not 0) keeps top_k = 1 with weight 1 an exact copy, -0 included. */
+                for (int64_t h = 0; h < n; h++)
+                    sum[h] = s == 0 ? slot_weights[s] * row[h] : sum[h] + slot_weights[s] * row[h];
             }
-            llmk_store_float(out->data, out->dtype, t * out->strides[0] + h, sum);
+            llmk_store_floats(out->data, out->dtype, t * out->strides[0] + h0, n, sum);
         }
     }
     return LLMK_STATUS_OK;
