@@ -109,6 +109,20 @@ template <class I> __global__ void fill_ids(I* p, int64_t n, uint64_t seed, int6
 
 // ---- timing ---------------------------------------------------------------------------------------------
 
+// Renormalizing router parameters: softmax without groups, or DeepSeek-style sigmoid with groups and scaling.
+llmk_moe_router_params router(int32_t top_k, int32_t scoring, int32_t num_groups = 0, int32_t topk_groups = 0,
+                              float routed_scaling_factor = 0) {
+    llmk_moe_router_params p;
+    std::memset(&p, 0, sizeof p);
+    p.top_k = top_k;
+    p.scoring = scoring;
+    p.renormalize = 1;
+    p.num_groups = num_groups;
+    p.topk_groups = topk_groups;
+    p.routed_scaling_factor = routed_scaling_factor;
+    return p;
+}
+
 struct Result {
     std::string kernel, shape, metric; // metric: "GB/s" or "TFLOP/s"
     double ms, value, fraction;         // fraction of the matching ceiling
@@ -363,14 +377,7 @@ void run_timings(Bench& b) {
         const int64_t t = big_rows, experts = 256, top_k = 8, h = 4096;
         llmk_tensor logits = b.floats(LLMK_DTYPE_F32, {t, experts}, 4.0f), bias = b.floats(LLMK_DTYPE_F32, {experts}, 0.1f);
         llmk_tensor w = b.empty(LLMK_DTYPE_F32, {t, top_k}), ids = b.empty(LLMK_DTYPE_I32, {t, top_k});
-        llmk_moe_router_params rp;
-        std::memset(&rp, 0, sizeof rp);
-        rp.top_k = (int32_t)top_k;
-        rp.scoring = LLMK_MOE_SCORING_SIGMOID;
-        rp.renormalize = 1;
-        rp.num_groups = 8;
-        rp.topk_groups = 4;
-        rp.routed_scaling_factor = 2.5f;
+        llmk_moe_router_params rp = router((int32_t)top_k, LLMK_MOE_SCORING_SIGMOID, 8, 4, 2.5f);
         double ms = b.time([&] { return llmk_moe_route(ctx, &logits, &bias, &rp, &w, &ids); });
         b.record_bytes("moe_route sigmoid grouped", "logits " + shape_str({t, experts}, LLMK_DTYPE_F32) + " top 8", ms,
                        (double)t * experts * 4 + (double)t * top_k * 8);
@@ -693,35 +700,17 @@ void run_checks(Checker& c) {
         const int64_t T = 29, E = 64, K = 6, Hd = 80;
         c.check("moe_route deepseek (256 experts, 8 groups, top 8)", dt, {in(dt, {7, 256}, c.randoms(7 * 256, 3)), in(LLMK_DTYPE_F32, {256}, c.randoms(256, 0.1)), out(LLMK_DTYPE_F32, {7, 8}), out(LLMK_DTYPE_I32, {7, 8})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) {
-                    llmk_moe_router_params p;
-                    std::memset(&p, 0, sizeof p);
-                    p.top_k = 8;
-                    p.scoring = LLMK_MOE_SCORING_SIGMOID;
-                    p.renormalize = 1;
-                    p.num_groups = 8;
-                    p.topk_groups = 4;
-                    p.routed_scaling_factor = 2.5f;
+                    llmk_moe_router_params p = router(8, LLMK_MOE_SCORING_SIGMOID, 8, 4, 2.5f);
                     return llmk_moe_route(x, &t[0], &t[1], &p, &t[2], &t[3]);
                 });
         c.check("moe_route softmax renormalize", dt, {in(dt, {T, E}, c.randoms(T * E, 3)), out(LLMK_DTYPE_F32, {T, K}), out(LLMK_DTYPE_I32, {T, K})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) {
-                    llmk_moe_router_params p;
-                    std::memset(&p, 0, sizeof p);
-                    p.top_k = 6;
-                    p.scoring = LLMK_MOE_SCORING_SOFTMAX;
-                    p.renormalize = 1;
+                    llmk_moe_router_params p = router(6, LLMK_MOE_SCORING_SOFTMAX);
                     return llmk_moe_route(x, &t[0], nullptr, &p, &t[1], &t[2]);
                 });
         c.check("moe_route sigmoid grouped bias", dt, {in(dt, {T, E}, c.randoms(T * E, 3)), in(LLMK_DTYPE_F32, {E}, c.randoms(E, 0.1)), out(LLMK_DTYPE_F32, {T, K}), out(LLMK_DTYPE_I32, {T, K})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) {
-                    llmk_moe_router_params p;
-                    std::memset(&p, 0, sizeof p);
-                    p.top_k = 6;
-                    p.scoring = LLMK_MOE_SCORING_SIGMOID;
-                    p.renormalize = 1;
-                    p.num_groups = 8;
-                    p.topk_groups = 3;
-                    p.routed_scaling_factor = 2.5f;
+                    llmk_moe_router_params p = router(6, LLMK_MOE_SCORING_SIGMOID, 8, 3, 2.5f);
                     return llmk_moe_route(x, &t[0], &t[1], &p, &t[2], &t[3]);
                 });
         std::vector<double> eids;

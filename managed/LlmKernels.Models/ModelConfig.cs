@@ -160,19 +160,7 @@ public sealed record ModelConfig
         _ => modelType,
     };
 
-    public static ModelConfig Load(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read: {e.Message}", e);
-        }
-        return Parse(bytes, path);
-    }
+    public static ModelConfig Load(string path) => Parse(ModelFormatException.ReadFile(path), path);
 
     public static ModelConfig Parse(string json, string source = "config.json") =>
         Parse(System.Text.Encoding.UTF8.GetBytes(json), source);

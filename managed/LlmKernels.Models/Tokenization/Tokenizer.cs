@@ -63,19 +63,7 @@ public sealed class Tokenizer
         LoadPostProcessor(root.Optional("post_processor"));
     }
 
-    public static Tokenizer FromFile(string path)
-    {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read: {e.Message}", e);
-        }
-        return FromJson(bytes, path);
-    }
+    public static Tokenizer FromFile(string path) => FromJson(ModelFormatException.ReadFile(path), path);
 
     public static Tokenizer FromJson(string json, string source = "tokenizer.json") =>
         FromJson(System.Text.Encoding.UTF8.GetBytes(json), source);
