@@ -65,6 +65,27 @@ public enum LlmkDeviceType : int
     Count = 2,
 }
 
+/// <summary>
+/// The kernels a CPU context runs. The reference is the oracle: plain C, one fixed summation order, the same
+/// bits for any thread count. The fast kernels (vectorized, FMA, weights widened in registers) answer to the
+/// same oracles; their bits depend on the flavour, never on the thread count or on how rows are batched
+/// (a token decoded alone gets the bits it gets inside a prefill). Kernels without a fast version run the
+/// reference in every flavour.
+/// </summary>
+public enum LlmkCpuKernels : int
+{
+    Reference = 0,
+    /// <summary>the best flavour below that this CPU and build support</summary>
+    Fast = 1,
+    /// <summary>fast kernels in portable C vectors (any CPU)</summary>
+    Portable = 2,
+    /// <summary>x86-64 with AVX2, FMA and F16C</summary>
+    Avx2 = 3,
+    /// <summary>x86-64 with AVX-512 F, BW and VL</summary>
+    Avx512 = 4,
+    Count = 5,
+}
+
 /// <summary>C enum llmk_norm_flags.</summary>
 public enum LlmkNormFlags : int
 {
@@ -254,9 +275,38 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern nuint llmk_dtype_size(int dtype);
 
-    /// <summary>A CPU context. num_threads &lt;= 0 picks the number of processors. Results do not depend on it.</summary>
+    /// <summary>
+    /// A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
+    /// LLMK_CPU_KERNELS_REFERENCE, out_context). num_threads &lt;= 0 picks the physical cores this process may run
+    /// on. The reference's results do not depend on the thread count.
+    /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_create_cpu(int num_threads, nint* out_context);
+
+    /// <summary>
+    /// A CPU context running the given kernels (llmk_cpu_kernels). A flavour this CPU or build cannot run gives
+    /// LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst).
+    /// </summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern LlmkStatus llmk_context_create_cpu_kernels(int num_threads, int kernels, nint* out_context);
+
+    /// <summary>
+    /// The kernels a CPU context runs (what FAST resolved to, never FAST itself) and its thread count. A CUDA
+    /// context gives LLMK_STATUS_INVALID_ARGUMENT.
+    /// </summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern LlmkStatus llmk_context_cpu_kernels(nint context, int* out_kernels, int* out_num_threads);
+
+    /// <summary>
+    /// LLMK_STATUS_OK when this CPU and build can run the flavour; LLMK_STATUS_UNAVAILABLE with the reason if
+    /// not. FAST and REFERENCE are always available.
+    /// </summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern LlmkStatus llmk_cpu_kernels_available(int kernels);
+
+    /// <summary>Static name of a flavour: "reference", "fast", "portable", "avx2", "avx512"; "unknown" out of range.</summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern byte* llmk_cpu_kernels_name(int kernels);
 
     /// <summary>
     /// A CUDA context on device_index with a stream of its own. LLMK_STATUS_UNAVAILABLE, with the reason in

@@ -30,18 +30,44 @@ public sealed unsafe class Context : IDisposable
         Native.Check(NativeMethods.llmk_context_device(handle.DangerousGetHandle(), &type, &index));
         DeviceType = (LlmkDeviceType)type;
         DeviceIndex = index;
+        if (DeviceType == LlmkDeviceType.Cpu)
+        {
+            int kernels, threads;
+            Native.Check(NativeMethods.llmk_context_cpu_kernels(handle.DangerousGetHandle(), &kernels, &threads));
+            CpuKernels = (LlmkCpuKernels)kernels;
+            Threads = threads;
+        }
     }
 
-    /// <summary>A CPU context; <paramref name="threads"/> &lt;= 0 uses every processor. Results do not depend
-    /// on the thread count.</summary>
-    public static Context CreateCpu(int threads = 0)
+    /// <summary>A CPU context; <paramref name="threads"/> &lt;= 0 uses one thread per physical core this process
+    /// may run on. <paramref name="kernels"/>: Fast (the default) picks the best flavour this CPU runs (avx512,
+    /// avx2, else portable); Reference runs the plain C oracle. Results never depend on the thread count. Throws
+    /// <see cref="LlmkException"/> (Unavailable, with the reason) for a flavour this CPU cannot run.</summary>
+    public static Context CreateCpu(int threads = 0, LlmkCpuKernels kernels = LlmkCpuKernels.Fast)
     {
         var handle = new ContextHandle();
         nint pointer;
-        Native.Check(NativeMethods.llmk_context_create_cpu(threads, &pointer));
+        Native.Check(NativeMethods.llmk_context_create_cpu_kernels(threads, (int)kernels, &pointer));
         handle.Set(pointer);
         return new Context(handle);
     }
+
+    /// <summary>Whether this CPU and native build can run <paramref name="kernels"/>; the reason when not.</summary>
+    public static bool CpuKernelsAvailable(LlmkCpuKernels kernels, out string? reason)
+    {
+        var status = NativeMethods.llmk_cpu_kernels_available((int)kernels);
+        reason = status == LlmkStatus.Ok ? null : Native.Failure(status).Message;
+        return reason is null;
+    }
+
+    /// <summary>The name of a CPU flavour: "reference", "fast", "portable", "avx2", "avx512".</summary>
+    public static string CpuKernelsName(LlmkCpuKernels kernels) => Native.Utf8(NativeMethods.llmk_cpu_kernels_name((int)kernels));
+
+    /// <summary>The kernels of a CPU context (what Fast resolved to); Reference on CUDA contexts, which have none.</summary>
+    public LlmkCpuKernels CpuKernels { get; }
+
+    /// <summary>Worker threads of a CPU context; 0 on CUDA.</summary>
+    public int Threads { get; }
 
     /// <summary>A CUDA context on <paramref name="device"/>. Throws <see cref="LlmkException"/> with status
     /// Unavailable and the reason when CUDA cannot be used (no CUDA build loaded, no device, old driver).</summary>
@@ -133,7 +159,8 @@ public sealed unsafe class Context : IDisposable
         GC.KeepAlive(this);
     }
 
-    public override string ToString() => IsCuda ? $"cuda:{DeviceIndex}" : "cpu";
+    /// <summary>"cuda:0", or "cpu (avx2, 2 threads)": the backend, and on the CPU the kernels and threads.</summary>
+    public override string ToString() => IsCuda ? $"cuda:{DeviceIndex}" : $"cpu ({CpuKernelsName(CpuKernels)}, {Threads} thread{(Threads == 1 ? "" : "s")})";
 
     public void Dispose()
     {

@@ -110,8 +110,41 @@ LLMK_API size_t llmk_dtype_size(int32_t dtype);
 
 typedef struct llmk_context llmk_context;
 
-/* A CPU context. num_threads <= 0 picks the number of processors. Results do not depend on it. */
+/* The kernels a CPU context runs. The reference is the oracle: plain C, one fixed summation order, the same
+ * bits for any thread count. The fast kernels (vectorized, FMA, weights widened in registers) answer to the
+ * same oracles; their bits depend on the flavour, never on the thread count or on how rows are batched
+ * (a token decoded alone gets the bits it gets inside a prefill). Kernels without a fast version run the
+ * reference in every flavour. */
+typedef enum llmk_cpu_kernels {
+    LLMK_CPU_KERNELS_REFERENCE = 0,
+    LLMK_CPU_KERNELS_FAST = 1,     /* the best flavour below that this CPU and build support */
+    LLMK_CPU_KERNELS_PORTABLE = 2, /* fast kernels in portable C vectors (any CPU) */
+    LLMK_CPU_KERNELS_AVX2 = 3,     /* x86-64 with AVX2, FMA and F16C */
+    LLMK_CPU_KERNELS_AVX512 = 4,   /* x86-64 with AVX-512 F, BW and VL */
+    LLMK_CPU_KERNELS_COUNT
+} llmk_cpu_kernels;
+
+/* A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
+ * LLMK_CPU_KERNELS_REFERENCE, out_context). num_threads <= 0 picks the physical cores this process may run
+ * on. The reference's results do not depend on the thread count. */
 LLMK_API llmk_status llmk_context_create_cpu(int32_t num_threads, llmk_context** out_context);
+
+/* A CPU context running the given kernels (llmk_cpu_kernels). A flavour this CPU or build cannot run gives
+ * LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst). */
+LLMK_API llmk_status llmk_context_create_cpu_kernels(int32_t num_threads, int32_t kernels,
+                                                     llmk_context** out_context);
+
+/* The kernels a CPU context runs (what FAST resolved to, never FAST itself) and its thread count. A CUDA
+ * context gives LLMK_STATUS_INVALID_ARGUMENT. */
+LLMK_API llmk_status llmk_context_cpu_kernels(const llmk_context* context, int32_t* out_kernels,
+                                              int32_t* out_num_threads);
+
+/* LLMK_STATUS_OK when this CPU and build can run the flavour; LLMK_STATUS_UNAVAILABLE with the reason if
+ * not. FAST and REFERENCE are always available. */
+LLMK_API llmk_status llmk_cpu_kernels_available(int32_t kernels);
+
+/* Static name of a flavour: "reference", "fast", "portable", "avx2", "avx512"; "unknown" out of range. */
+LLMK_API const char* llmk_cpu_kernels_name(int32_t kernels);
 
 /* A CUDA context on device_index with a stream of its own. LLMK_STATUS_UNAVAILABLE, with the reason in
  * llmk_last_error(), when the library was built without CUDA, the driver is missing or too old, or

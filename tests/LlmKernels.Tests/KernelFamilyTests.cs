@@ -1,3 +1,4 @@
+using LlmKernels.Interop;
 using LlmKernels.Verification;
 
 namespace LlmKernels.Tests;
@@ -12,9 +13,10 @@ public interface IKernelFamily
     static abstract IEnumerable<KernelCheck> GpuChecks();
 }
 
-/// <summary>What every kernel family's tests start with: a CPU context for the fixture, and the family's checks
-/// against the double-precision oracle on the CPU and, in category Gpu, on CUDA (ignored with the reason when no
-/// device can be used, never passed).</summary>
+/// <summary>What every kernel family's tests start with: a CPU context for the fixture (the fast kernels, as users
+/// get them), and the family's checks against the double-precision oracle on every CPU flavour (the reference and
+/// each fast one; a flavour this CPU cannot run is ignored with the reason) and, in category Gpu, on CUDA (ignored
+/// with the reason when no device can be used, never passed).</summary>
 public abstract class KernelFamilyTests<TFamily> where TFamily : IKernelFamily
 {
     protected Context Cpu { get; private set; } = null!;
@@ -25,12 +27,19 @@ public abstract class KernelFamilyTests<TFamily> where TFamily : IKernelFamily
     [OneTimeTearDown]
     public void DisposeContext() => Cpu.Dispose();
 
-    public static IEnumerable<TestCaseData> CpuCases() => TFamily.CpuChecks().Select(c => new TestCaseData(c).SetName($"Cpu {c}"));
+    public static IEnumerable<TestCaseData> CpuCases() =>
+        from kernels in TestSupport.CpuFlavours
+        from c in TFamily.CpuChecks()
+        select new TestCaseData(kernels, c).SetName($"Cpu {Context.CpuKernelsName(kernels)} {c}");
 
     public static IEnumerable<TestCaseData> GpuCases() => TFamily.GpuChecks().Select(c => new TestCaseData(c).SetName($"Gpu {c}"));
 
     [TestCaseSource(nameof(CpuCases))]
-    public void MatchesOracleOnCpu(KernelCheck check) => TestSupport.AssertPasses(check, Cpu);
+    public void MatchesOracleOnCpu(LlmkCpuKernels kernels, KernelCheck check)
+    {
+        using var ctx = TestSupport.CpuOrIgnore(kernels);
+        TestSupport.AssertPasses(check, ctx);
+    }
 
     [Category("Gpu")]
     [TestCaseSource(nameof(GpuCases))]

@@ -21,38 +21,41 @@ public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
         return y.ToArray<byte>();
     }
 
-    /// <summary>Bit-identical outputs for 1 to 4 threads.</summary>
-    [Test]
-    public void ResultsDoNotDependOnTheThreadCount()
+    /// <summary>Bit-identical outputs for 1 to 4 threads, on each CPU flavour; shapes that take every tile of the
+    /// fast kernels (prefill tiles, decode tiles, edge columns and rows, the scalar tail of k).</summary>
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.CpuFlavours))]
+    public void ResultsDoNotDependOnTheThreadCount(LlmkCpuKernels kernels)
     {
         var rng = TestSupport.Rng();
         const int rows = 13, inFeatures = 300, outFeatures = 77;
         var x = RandomData.Floats(rng, rows * inFeatures);
         var w = RandomData.Floats(rng, outFeatures * inFeatures);
         var b = RandomData.Floats(rng, outFeatures);
-        using var single = Context.CreateCpu(1);
+        using var single = TestSupport.CpuOrIgnore(kernels, 1);
         var reference = RunLinear(single, x, rows, w, b, inFeatures, outFeatures);
         for (int threads = 2; threads <= 4; threads++)
         {
-            using var ctx = Context.CreateCpu(threads);
+            using var ctx = Context.CreateCpu(threads, kernels);
             Assert.That(RunLinear(ctx, x, rows, w, b, inFeatures, outFeatures), Is.EqualTo(reference), $"{threads} threads");
         }
     }
 
-    /// <summary>A row's result does not depend on the rows computed with it (decode equals prefill, bit for bit).</summary>
-    [Test]
-    public void EachRowIsIndependentOfTheBatch()
+    /// <summary>A row's result does not depend on the rows computed with it (decode equals prefill, bit for bit), on
+    /// each CPU flavour.</summary>
+    [TestCaseSource(typeof(TestSupport), nameof(TestSupport.CpuFlavours))]
+    public void EachRowIsIndependentOfTheBatch(LlmkCpuKernels kernels)
     {
         var rng = TestSupport.Rng();
         const int rows = 11, inFeatures = 129, outFeatures = 35;
         var x = RandomData.Floats(rng, rows * inFeatures);
         var w = RandomData.Floats(rng, outFeatures * inFeatures);
         var b = RandomData.Floats(rng, outFeatures);
-        var batch = RunLinear(Cpu, x, rows, w, b, inFeatures, outFeatures);
+        using var ctx = TestSupport.CpuOrIgnore(kernels);
+        var batch = RunLinear(ctx, x, rows, w, b, inFeatures, outFeatures);
         int rowBytes = outFeatures * sizeof(float);
         for (int r = 0; r < rows; r++)
         {
-            var alone = RunLinear(Cpu, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
+            var alone = RunLinear(ctx, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
             Assert.That(alone, Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r}");
         }
     }

@@ -25,6 +25,19 @@ public static class TestSupport
 
     public static Random Rng([System.Runtime.CompilerServices.CallerMemberName] string name = "") => new(SeedFor(name));
 
+    /// <summary>Every CPU flavour: the reference and each fast one (whether or not this CPU runs it).</summary>
+    public static readonly LlmkCpuKernels[] CpuFlavours =
+        [LlmkCpuKernels.Reference, LlmkCpuKernels.Portable, LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512];
+
+    /// <summary>A CPU context of <paramref name="kernels"/>, or the test is ignored with the reason this CPU cannot
+    /// run them (never reported as passed).</summary>
+    public static Context CpuOrIgnore(LlmkCpuKernels kernels, int threads = 0)
+    {
+        if (!Context.CpuKernelsAvailable(kernels, out var reason))
+            Assert.Ignore(reason!);
+        return Context.CreateCpu(threads, kernels);
+    }
+
     /// <summary>A CUDA context, or the test is ignored with the reason (never reported as passed).</summary>
     public static Context CudaOrIgnore()
     {

@@ -39,9 +39,13 @@ static llmk_status create(int32_t device_type, llmk_context** out_context, llmk_
 }
 
 llmk_status llmk_context_create_cpu(int32_t num_threads, llmk_context** out_context) {
+    return llmk_context_create_cpu_kernels(num_threads, LLMK_CPU_KERNELS_REFERENCE, out_context);
+}
+
+llmk_status llmk_context_create_cpu_kernels(int32_t num_threads, int32_t kernels, llmk_context** out_context) {
     llmk_context* ctx;
     LLMK_TRY(create(LLMK_DEVICE_TYPE_CPU, out_context, &ctx));
-    llmk_status status = llmk_cpu_context_init(ctx, num_threads);
+    llmk_status status = llmk_cpu_context_init(ctx, num_threads, kernels);
     if (status != LLMK_STATUS_OK) {
         free(ctx);
         return status;
@@ -90,6 +94,17 @@ llmk_status llmk_context_device(const llmk_context* ctx, int32_t* out_device_typ
         return llmk_fail(LLMK_STATUS_NULL_POINTER, "llmk_context_device: an output pointer is NULL");
     *out_device_type = ctx->device_type;
     *out_device_index = ctx->device_index;
+    return LLMK_STATUS_OK;
+}
+
+llmk_status llmk_context_cpu_kernels(const llmk_context* ctx, int32_t* out_kernels, int32_t* out_num_threads) {
+    LLMK_TRY(llmk_check_context(ctx, "llmk_context_cpu_kernels"));
+    if (!out_kernels || !out_num_threads)
+        return llmk_fail(LLMK_STATUS_NULL_POINTER, "llmk_context_cpu_kernels: an output pointer is NULL");
+    if (ctx->device_type != LLMK_DEVICE_TYPE_CPU)
+        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "llmk_context_cpu_kernels: the context is not a CPU context");
+    *out_kernels = ctx->cpu_kernels;
+    *out_num_threads = ctx->num_threads;
     return LLMK_STATUS_OK;
 }
 

@@ -43,10 +43,18 @@ typedef struct llmk_memory_ops {
     void (*destroy)(llmk_context* ctx); /* backend state only; allocations are released before */
 } llmk_memory_ops;
 
+/* The CPU kernels of a context, one entry per backend op (LLMK_BACKEND_OPS, below): the reference's, with
+ * the fast flavour's own entries in their place. */
+typedef struct llmk_cpu_kernel_table llmk_cpu_kernel_table;
+
 struct llmk_context {
     int32_t device_type;
     int32_t device_index;
     int32_t num_threads;            /* CPU worker threads */
+    int32_t cpu_kernels;            /* llmk_cpu_kernels of a CPU context: REFERENCE or a fast flavour */
+    const llmk_cpu_kernel_table* cpu;
+    void* cpu_scratch;              /* fast kernels' per-thread scratch, grown on demand, kept between calls */
+    size_t cpu_scratch_bytes;
     const llmk_memory_ops* ops;
     void* backend;                  /* backend state (CUDA: stream, cuBLAS handle, workspace) */
     void** allocations;             /* live allocations, so a foreign or double free is refused */
@@ -181,7 +189,21 @@ static inline int64_t llmk_load_index(const void* data, int32_t dtype, int64_t i
 
 /* ---- backends -------------------------------------------------------------------------------------- */
 
-llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads);
+llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads, int32_t kernels);
+
+/* The kernel table of a CPU flavour (llmk_cpu_kernels), with what FAST resolves to; UNAVAILABLE with the
+ * reason when this CPU or build cannot run it (cpu_fast/flavors.c). */
+llmk_status llmk_cpu_kernels_table(int32_t kernels, const llmk_cpu_kernel_table** out_table, int32_t* out_resolved);
+
+/* KV-cache step of the reference (cpu/attention.c), shared with the fast kernels: checks that every
+ * sequence fits, then writes k_new/v_new at rows [cache_seqlens[b], +new_len); kv_lens[b] = rows to attend. */
+llmk_status llmk_cpu_kvcache_append(llmk_context* ctx, llmk_tensor* k_cache, llmk_tensor* v_cache,
+                                    const llmk_tensor* k_new, const llmk_tensor* v_new,
+                                    const llmk_tensor* cache_seqlens, int64_t batch, int64_t* kv_lens);
+
+/* The context's scratch of at least bytes, kept between calls so steady-state decode does not allocate;
+ * NULL when out of memory. Used by one op at a time (a context is not used from two threads at once). */
+void* llmk_cpu_scratch(llmk_context* ctx, size_t bytes);
 #ifdef LLMK_WITH_CUDA
 llmk_status llmk_cuda_context_init(llmk_context* ctx, int32_t device_index);
 #endif
@@ -219,6 +241,11 @@ llmk_status llmk_cuda_context_init(llmk_context* ctx, int32_t device_index);
                       const llmk_tensor* permuted_rows, llmk_tensor* out))
 
 #define LLMK_DECLARE_CPU_OP(name, params) llmk_status llmk_cpu_##name params;
+#define LLMK_DECLARE_TABLE_ENTRY(name, params) llmk_status (*name) params;
+struct llmk_cpu_kernel_table {
+    LLMK_BACKEND_OPS(LLMK_DECLARE_TABLE_ENTRY)
+};
+extern const llmk_cpu_kernel_table llmk_cpu_reference_kernels;
 #define LLMK_DECLARE_CUDA_OP(name, params) llmk_status llmk_cuda_##name params;
 LLMK_BACKEND_OPS(LLMK_DECLARE_CPU_OP)
 #ifdef LLMK_WITH_CUDA
@@ -231,7 +258,7 @@ LLMK_BACKEND_OPS(LLMK_DECLARE_CUDA_OP)
 /* Runs op on ctx's backend. The first argument after op must be ctx. */
 #define LLMK_DISPATCH(op, ctx, ...)                                                   \
     ((ctx)->device_type == LLMK_DEVICE_TYPE_CUDA ? LLMK_CUDA_CALL(op, ctx, __VA_ARGS__) \
-                                                 : llmk_cpu_##op(ctx, __VA_ARGS__))
+                                                 : (ctx)->cpu->op(ctx, __VA_ARGS__))
 
 #ifdef __cplusplus
 }

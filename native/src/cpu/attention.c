@@ -285,37 +285,36 @@ llmk_status llmk_cpu_attention(llmk_context* ctx, const llmk_tensor* q, const ll
 /* Copies rows [0, new_len) of src's batch b into rows [start, start + new_len) of the cache. */
 static void append_rows(const llmk_tensor* src, llmk_tensor* cache, int64_t b, int64_t start) {
     const int64_t new_len = src->shape[1], kv_heads = src->shape[2], head_dim = src->shape[3];
+    const bool same = src->dtype == cache->dtype && src->strides[3] == 1 && cache->strides[3] == 1;
+    const size_t row_bytes = (size_t)head_dim * llmk_dtype_size(src->dtype);
     for (int64_t t = 0; t < new_len; t++)
         for (int64_t h = 0; h < kv_heads; h++) {
             int64_t from = b * src->strides[0] + t * src->strides[1] + h * src->strides[2];
             int64_t to = b * cache->strides[0] + (start + t) * cache->strides[1] + h * cache->strides[2];
+            if (same) { /* the same values as the conversion loop, without it */
+                memcpy((char*)cache->data + to * (int64_t)llmk_dtype_size(cache->dtype),
+                       (const char*)src->data + from * (int64_t)llmk_dtype_size(src->dtype), row_bytes);
+                continue;
+            }
             for (int64_t d = 0; d < head_dim; d++)
                 llmk_store_float(cache->data, cache->dtype, to + d * cache->strides[3],
                                  llmk_load_float(src->data, src->dtype, from + d * src->strides[3]));
         }
 }
 
-llmk_status llmk_cpu_attention_kvcache(llmk_context* ctx, const llmk_tensor* q, llmk_tensor* k_cache,
-                                       llmk_tensor* v_cache, const llmk_tensor* k_new, const llmk_tensor* v_new,
-                                       const llmk_tensor* cache_seqlens, const llmk_tensor* alibi_slopes,
-                                       const llmk_attention_params* params, llmk_tensor* out, llmk_tensor* lse) {
-    const int64_t batch = q->shape[0], max_len = k_cache->shape[1], new_len = k_new ? k_new->shape[1] : 0;
-    int64_t* kv_lens = malloc((size_t)(batch > 0 ? batch : 1) * sizeof(int64_t));
-    if (!kv_lens)
-        return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY,
-                         "llmk_attention_kvcache: could not allocate %lld sequence lengths", (long long)batch);
-
+llmk_status llmk_cpu_kvcache_append(llmk_context* ctx, llmk_tensor* k_cache, llmk_tensor* v_cache,
+                                    const llmk_tensor* k_new, const llmk_tensor* v_new,
+                                    const llmk_tensor* cache_seqlens, int64_t batch, int64_t* kv_lens) {
+    const int64_t max_len = k_cache->shape[1], new_len = k_new ? k_new->shape[1] : 0;
     /* Every sequence is checked before anything is written, so a failure leaves the caches untouched. */
     for (int64_t b = 0; b < batch; b++) {
         int64_t seqlen = llmk_load_index(cache_seqlens->data, cache_seqlens->dtype, b * cache_seqlens->strides[0]);
-        if (seqlen < 0 || seqlen + new_len > max_len) {
-            free(kv_lens);
+        if (seqlen < 0 || seqlen + new_len > max_len)
             return llmk_fail(LLMK_STATUS_OUT_OF_RANGE,
                              "llmk_attention_kvcache: cache_seqlens[%lld] = %lld; with new_len = %lld the sequence "
                              "needs rows [0, %lld) of a cache of max_len = %lld",
                              (long long)b, (long long)seqlen, (long long)new_len, (long long)(seqlen + new_len),
                              (long long)max_len);
-        }
         kv_lens[b] = seqlen + new_len;
     }
     if (k_new) {
@@ -327,8 +326,21 @@ llmk_status llmk_cpu_attention_kvcache(llmk_context* ctx, const llmk_tensor* q, 
             append_rows(v_new, v_cache, b, kv_lens[b] - new_len);
         }
     }
-    llmk_status status =
-        attend(ctx, "llmk_attention_kvcache", q, k_cache, v_cache, kv_lens, alibi_slopes, params, out, lse);
+    return LLMK_STATUS_OK;
+}
+
+llmk_status llmk_cpu_attention_kvcache(llmk_context* ctx, const llmk_tensor* q, llmk_tensor* k_cache,
+                                       llmk_tensor* v_cache, const llmk_tensor* k_new, const llmk_tensor* v_new,
+                                       const llmk_tensor* cache_seqlens, const llmk_tensor* alibi_slopes,
+                                       const llmk_attention_params* params, llmk_tensor* out, llmk_tensor* lse) {
+    const int64_t batch = q->shape[0];
+    int64_t* kv_lens = malloc((size_t)(batch > 0 ? batch : 1) * sizeof(int64_t));
+    if (!kv_lens)
+        return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY,
+                         "llmk_attention_kvcache: could not allocate %lld sequence lengths", (long long)batch);
+    llmk_status status = llmk_cpu_kvcache_append(ctx, k_cache, v_cache, k_new, v_new, cache_seqlens, batch, kv_lens);
+    if (status == LLMK_STATUS_OK)
+        status = attend(ctx, "llmk_attention_kvcache", q, k_cache, v_cache, kv_lens, alibi_slopes, params, out, lse);
     free(kv_lens);
     return status;
 }

@@ -1,4 +1,7 @@
-/* The CPU backend's memory: aligned host allocations, copies are memcpy. */
+/* The CPU backend's memory (aligned host allocations, copies are memcpy), its threads and its kernel tables. */
+#if defined(__linux__)
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
 #include "internal.h"
 
 #include <stdlib.h>
@@ -10,6 +13,10 @@
 #include <malloc.h>
 #else
 #include <unistd.h>
+#endif
+#if defined(__linux__)
+#include <sched.h>
+#include <stdio.h>
 #endif
 
 enum { ALIGNMENT = 256 };
@@ -50,16 +57,70 @@ static llmk_status cpu_synchronize(llmk_context* ctx) {
     return LLMK_STATUS_OK;
 }
 
+static void cpu_destroy(llmk_context* ctx) {
+    free(ctx->cpu_scratch);
+    ctx->cpu_scratch = NULL;
+}
+
 static const llmk_memory_ops cpu_ops = {
-    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_copy, cpu_synchronize, NULL,
+    cpu_alloc, cpu_release, cpu_copy, cpu_copy, cpu_copy, cpu_synchronize, cpu_destroy,
 };
 
-llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads) {
+#define LLMK_REFERENCE_ENTRY(name, params) llmk_cpu_##name,
+const llmk_cpu_kernel_table llmk_cpu_reference_kernels = {LLMK_BACKEND_OPS(LLMK_REFERENCE_ENTRY)};
+
+/* Physical cores among the CPUs this process may run on (Linux: distinct (package, core) pairs of the
+ * affinity mask, from sysfs); 0 when unknown. Hyperthread siblings share a core's FMA units and its load
+ * ports, so a second thread per core only adds contention to memory-bound decode. */
+static int32_t physical_cores(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 0;
+    enum { MAX_CORES = 1024 };
+    static const char* const topology = "/sys/devices/system/cpu/cpu%d/topology/%s";
+    long seen[MAX_CORES];
+    int32_t count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+        if (!CPU_ISSET(cpu, &set))
+            continue;
+        long ids[2] = {-1, -1};
+        const char* names[2] = {"physical_package_id", "core_id"};
+        for (int i = 0; i < 2; i++) {
+            char path[128];
+            snprintf(path, sizeof path, topology, cpu, names[i]);
+            FILE* f = fopen(path, "r");
+            if (!f)
+                return CPU_COUNT(&set); /* no topology: count the CPUs */
+            if (fscanf(f, "%ld", &ids[i]) != 1)
+                ids[i] = -1;
+            fclose(f);
+        }
+        long key = ids[0] * 65536 + ids[1];
+        bool known = false;
+        for (int32_t i = 0; i < count && !known; i++)
+            known = seen[i] == key;
+        if (!known && count < MAX_CORES)
+            seen[count++] = key;
+    }
+    return count;
+#else
+    return 0;
+#endif
+}
+
+llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads, int32_t kernels) {
+    const llmk_cpu_kernel_table* table = NULL;
+    int32_t resolved = kernels;
+    LLMK_TRY(llmk_cpu_kernels_table(kernels, &table, &resolved));
     if (num_threads <= 0) {
+        num_threads = physical_cores();
 #if defined(_OPENMP)
-        num_threads = omp_get_num_procs();
+        if (num_threads <= 0)
+            num_threads = omp_get_num_procs();
 #elif defined(_SC_NPROCESSORS_ONLN)
-        num_threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+        if (num_threads <= 0)
+            num_threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
 #endif
         if (num_threads <= 0)
             num_threads = 1;
@@ -67,6 +128,20 @@ llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads) {
     ctx->num_threads = num_threads;
     ctx->device_type = LLMK_DEVICE_TYPE_CPU;
     ctx->device_index = 0;
+    ctx->cpu_kernels = resolved;
+    ctx->cpu = table;
     ctx->ops = &cpu_ops;
     return LLMK_STATUS_OK;
+}
+
+void* llmk_cpu_scratch(llmk_context* ctx, size_t bytes) {
+    if (bytes > ctx->cpu_scratch_bytes) {
+        free(ctx->cpu_scratch);
+        ctx->cpu_scratch_bytes = 0;
+        ctx->cpu_scratch = malloc(bytes);
+        if (!ctx->cpu_scratch)
+            return NULL;
+        ctx->cpu_scratch_bytes = bytes;
+    }
+    return ctx->cpu_scratch;
 }

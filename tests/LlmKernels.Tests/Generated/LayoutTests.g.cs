@@ -104,6 +104,7 @@ public sealed class LayoutTests
             Assert.That(Unsafe.SizeOf<LlmkStatus>(), Is.EqualTo(4), "sizeof(enum llmk_status)");
             Assert.That(Unsafe.SizeOf<LlmkDtype>(), Is.EqualTo(4), "sizeof(enum llmk_dtype)");
             Assert.That(Unsafe.SizeOf<LlmkDeviceType>(), Is.EqualTo(4), "sizeof(enum llmk_device_type)");
+            Assert.That(Unsafe.SizeOf<LlmkCpuKernels>(), Is.EqualTo(4), "sizeof(enum llmk_cpu_kernels)");
             Assert.That(Unsafe.SizeOf<LlmkNormFlags>(), Is.EqualTo(4), "sizeof(enum llmk_norm_flags)");
             Assert.That(Unsafe.SizeOf<LlmkActivation>(), Is.EqualTo(4), "sizeof(enum llmk_activation)");
             Assert.That(Unsafe.SizeOf<LlmkRopeStyle>(), Is.EqualTo(4), "sizeof(enum llmk_rope_style)");

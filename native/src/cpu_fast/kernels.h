@@ -1,0 +1,24 @@
+/* The fast CPU kernels of one flavour: included by avx512.c, avx2.c and portable.c, each compiled with its
+ * ISA's flags, and exported as the table llmk_cpu_<flavour>_kernels (the reference fills every op the
+ * flavour does not have). */
+#include "simd.h"
+#include "cpu_threads.h"
+
+#include <stdlib.h>
+
+#include "linear.h"
+#include "attention.h"
+#include "activation.h"
+
+#define LLMK_FAST_REFERENCE_ENTRY(name, params) .name = llmk_cpu_##name,
+#define LLMK_FAST_TABLE(table)                                         \
+    _Pragma("GCC diagnostic push")                                     \
+    _Pragma("GCC diagnostic ignored \"-Woverride-init\"")              \
+    const llmk_cpu_kernel_table table = {                              \
+        LLMK_BACKEND_OPS(LLMK_FAST_REFERENCE_ENTRY)                    \
+        .linear = fast_linear,                                         \
+        .attention = fast_attention,                                   \
+        .attention_kvcache = fast_attention_kvcache,                   \
+        .gated_activation_split = fast_gated_activation_split,         \
+    };                                                                 \
+    _Pragma("GCC diagnostic pop")
