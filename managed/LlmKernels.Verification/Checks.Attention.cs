@@ -207,6 +207,7 @@ public static partial class Checks
         new("fused qkv strided d40 causal", 2, 21, 21, 4, 2, 40, Causal: true, FusedQkv: true),
         new("odd d3 window (0,0)", 1, 9, 9, 3, 1, 3, WindowLeft: 0, WindowRight: 0),
         new("long kv 300 causal d64", 1, 20, 300, 2, 1, 64, Causal: true),
+        new("causal mqa32 d64 (more rows than a block)", 1, 19, 19, 32, 1, 64, Causal: true),
     ];
 
     /// <summary>Decode (new_len 1) and chunked append (new_len > 1), q_len equal to or different from new_len,
@@ -214,6 +215,7 @@ public static partial class Checks
     public static readonly KvCacheCase[] KvCacheCases =
     [
         new("decode new=1 gqa4 d64", 3, 1, 1, 64, 8, 2, 64),
+        new("decode new=1 mqa32 d128", 2, 1, 1, 90, 32, 1, 128),
         new("append new=5 gqa4 d128", 2, 5, 5, 80, 8, 2, 128),
         new("q_len 4 new=2 mqa d80", 3, 4, 2, 40, 4, 1, 80),
         new("no new rows d40", 2, 3, 0, 50, 4, 4, 40),

@@ -44,6 +44,9 @@ public static partial class Checks
         yield return new("9x65 -> 31, f16 weight and bias", 9, 65, 31, WeightDType: LlmkDtype.F16, BiasDType: LlmkDtype.F16);
         yield return new("7x64 -> 70, f32 weight, bf16 bias", 7, 64, 70, WeightDType: LlmkDtype.F32, BiasDType: LlmkDtype.Bf16);
         yield return new("70x33 -> 17, strided rows (+5)", 70, 33, 17, RowPadding: 5);
+        yield return new("1x775 -> 300, bf16 weight (decode)", 1, 775, 300, WeightDType: LlmkDtype.Bf16);
+        yield return new("2x1000 -> 41, f16 weight (decode)", 2, 1000, 41, WeightDType: LlmkDtype.F16);
+        yield return new("130x96 -> 50, f16 weight (three row blocks)", 130, 96, 50, WeightDType: LlmkDtype.F16, Bias: false);
         yield return new("4x0 -> 9 (y = bias)", 4, 0, 9);
     }
 

@@ -46,6 +46,8 @@ typedef struct llmk_memory_ops {
 /* The CPU kernels of a context, one entry per backend op (LLMK_BACKEND_OPS, below): the reference's, with
  * the fast flavour's own entries in their place. */
 typedef struct llmk_cpu_kernel_table llmk_cpu_kernel_table;
+typedef struct llmk_thread_pool llmk_thread_pool;
+void llmk_thread_pool_destroy(llmk_thread_pool* pool);
 
 struct llmk_context {
     int32_t device_type;
@@ -55,6 +57,7 @@ struct llmk_context {
     const llmk_cpu_kernel_table* cpu;
     void* cpu_scratch;              /* fast kernels' per-thread scratch, grown on demand, kept between calls */
     size_t cpu_scratch_bytes;
+    llmk_thread_pool* pool;         /* fast kernels' workers (cpu/thread_pool.c), started on first use */
     const llmk_memory_ops* ops;
     void* backend;                  /* backend state (CUDA: stream, cuBLAS handle, workspace) */
     void** allocations;             /* live allocations, so a foreign or double free is refused */

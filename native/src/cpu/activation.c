@@ -1,5 +1,6 @@
 /* CPU reference of the gated activations: out = act(gate) * up, f32 arithmetic, one row per iteration. Rows
  * are walked in chunks converted to f32 through stack buffers, so no loop switches on a dtype. */
+#include "cpu_threads.h"
 #include "internal.h"
 
 #include <math.h>
@@ -20,7 +21,7 @@ llmk_status llmk_cpu_gated_activation_split(llmk_context* ctx, int32_t activatio
     const bool is_silu = activation == LLMK_ACTIVATION_SILU;
     if (rows == 0 || d == 0)
         return LLMK_STATUS_OK;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, rows * d)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float result[CHUNK], buffer[CHUNK];
         int64_t go = r * gate->strides[0], uo = r * up->strides[0], oo = r * out->strides[0];

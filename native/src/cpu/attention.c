@@ -319,7 +319,7 @@ llmk_status llmk_cpu_kvcache_append(llmk_context* ctx, llmk_tensor* k_cache, llm
     }
     if (k_new) {
 #if defined(_OPENMP)
-#pragma omp parallel for num_threads(ctx->num_threads > 0 ? ctx->num_threads : 1)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, batch * new_len * k_new->shape[2] * k_new->shape[3]))
 #endif
         for (int64_t b = 0; b < batch; b++) {
             append_rows(k_new, k_cache, b, kv_lens[b] - new_len);

@@ -58,6 +58,8 @@ static llmk_status cpu_synchronize(llmk_context* ctx) {
 }
 
 static void cpu_destroy(llmk_context* ctx) {
+    llmk_thread_pool_destroy(ctx->pool);
+    ctx->pool = NULL;
     free(ctx->cpu_scratch);
     ctx->cpu_scratch = NULL;
 }

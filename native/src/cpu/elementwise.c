@@ -36,7 +36,7 @@ llmk_status llmk_cpu_add(llmk_context* ctx, const llmk_tensor* a, const llmk_ten
     const view4 va = as_view4(a), vb = as_view4(b), vo = as_view4(out);
     const int64_t outer = vo.shape[0] * vo.shape[1] * vo.shape[2], inner = vo.shape[3];
     const bool contiguous = rows_contiguous(&va, &vb, &vo);
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, outer * inner)) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const int64_t ia = outer_offset(&va, o), ib = outer_offset(&vb, o), io = outer_offset(&vo, o);
         if (contiguous) { /* the same sums, chunk by chunk through f32 buffers */
@@ -65,7 +65,7 @@ static void copy_elements(llmk_context* ctx, const llmk_tensor* src, llmk_tensor
     const view4 vs = as_view4(src), vo = as_view4(out);
     const int64_t outer = vo.shape[0] * vo.shape[1] * vo.shape[2], inner = vo.shape[3];
     const size_t size = llmk_dtype_size(src->dtype);
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, outer * inner)) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const char* from = (const char*)src->data + (size_t)outer_offset(&vs, o) * size;
         char* to = (char*)out->data + (size_t)outer_offset(&vo, o) * size;
@@ -99,7 +99,7 @@ llmk_status llmk_cpu_convert(llmk_context* ctx, const llmk_tensor* src, llmk_ten
     }
     const bool floating = out->dtype != LLMK_DTYPE_I32 && out->dtype != LLMK_DTYPE_I64;
     const bool contiguous = vs.strides[3] == 1 && vo.strides[3] == 1;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, outer * inner)) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const int64_t is = outer_offset(&vs, o), io = outer_offset(&vo, o);
         if (floating && contiguous) {
@@ -136,7 +136,7 @@ llmk_status llmk_cpu_embedding(llmk_context* ctx, const llmk_tensor* table, cons
     if (hidden == 0)
         return LLMK_STATUS_OK;
     const size_t size = llmk_dtype_size(table->dtype);
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, tokens * hidden)) schedule(static)
     for (int64_t t = 0; t < tokens; t++) {
         const int64_t row = llmk_load_index(ids->data, ids->dtype, t) * table->strides[0];
         const int64_t out_row = t * out->strides[0];

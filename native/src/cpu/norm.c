@@ -1,5 +1,6 @@
 /* CPU reference of RMSNorm: one row per iteration, f32 arithmetic, each row by one thread. Rows are walked in
  * chunks converted to f32 through a stack buffer, so every loop runs over plain f32 and vectorizes. */
+#include "cpu_threads.h"
 #include "internal.h"
 
 #include <math.h>
@@ -57,7 +58,7 @@ llmk_status llmk_cpu_rms_norm(llmk_context* ctx, const llmk_tensor* x, const llm
     const int64_t rows = x->shape[0], hidden = x->shape[1];
     if (rows == 0 || hidden == 0)
         return LLMK_STATUS_OK;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, rows * hidden)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float buffers[2 * CHUNK];
         int64_t xo = r * x->strides[0], oo = r * out->strides[0];
@@ -72,7 +73,7 @@ llmk_status llmk_cpu_add_rms_norm(llmk_context* ctx, const llmk_tensor* x, llmk_
     const int64_t rows = x->shape[0], hidden = x->shape[1];
     if (rows == 0 || hidden == 0)
         return LLMK_STATUS_OK;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, rows * hidden)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float buffers[2 * CHUNK];
         float* a = buffers;

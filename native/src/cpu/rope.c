@@ -1,4 +1,5 @@
 /* CPU reference of RoPE: rotates the first rotary_dim features of every head in place. */
+#include "cpu_threads.h"
 #include "internal.h"
 
 #include <math.h>
@@ -49,7 +50,7 @@ llmk_status llmk_cpu_rope(llmk_context* ctx, const llmk_tensor* positions, const
                              (long long)t, (long long)position);
     }
     const int32_t half = rotary_dim / 2;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
+#pragma omp parallel for num_threads(llmk_cpu_team(ctx, tokens * (q->shape[1] + (k ? k->shape[1] : 0)) * rotary_dim)) schedule(static)
     for (int64_t t = 0; t < tokens; t++) {
         double position = (double)llmk_load_index(positions->data, positions->dtype, t * positions->strides[0]);
         for (int32_t i0 = 0; i0 < half; i0 += BLOCK) {

@@ -185,6 +185,22 @@ static void attention_task(const attention_problem* P, int64_t b, int64_t g, int
     }
 }
 
+typedef struct attention_job {
+    const attention_problem* P;
+    int64_t kv_heads, q_blocks;
+    float* scratch;
+    int64_t per_thread;
+} attention_job;
+
+/* Task (batch, kv head, query block); under causal masks later blocks see more keys, and dynamic claiming
+ * evens that out. */
+static void attention_item(void* arg, int64_t task, int thread) {
+    const attention_job* job = (const attention_job*)arg;
+    const int64_t block = task % job->q_blocks, g = task / job->q_blocks % job->kv_heads,
+                  b = task / job->q_blocks / job->kv_heads;
+    attention_task(job->P, b, g, block * job->P->q_block, job->scratch + (size_t)thread * (size_t)job->per_thread);
+}
+
 static bool attention_is_fast(const llmk_tensor* t) {
     return t->dtype == LLMK_DTYPE_F32 && t->strides[3] == 1;
 }
@@ -215,13 +231,8 @@ static llmk_status fast_attend(llmk_context* ctx, const llmk_tensor* q, const ll
     if (!scratch)
         return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "%s: could not allocate %lld bytes of scratch", fn,
                          (long long)(threads * per_thread * (int64_t)sizeof(float)));
-    /* Larger query blocks first would balance better; tasks are equal-sized except under causal masks,
-     * where dynamic scheduling evens them out. */
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(dynamic, 1) if (tasks > 1)
-    for (int64_t task = 0; task < tasks; task++) {
-        const int64_t block = task % q_blocks, g = task / q_blocks % kv_heads, b = task / q_blocks / kv_heads;
-        attention_task(&P, b, g, block * P.q_block, scratch + (size_t)llmk_cpu_thread_index() * (size_t)per_thread);
-    }
+    attention_job job = {&P, kv_heads, q_blocks, scratch, per_thread};
+    llmk_cpu_parallel(ctx, tasks, attention_item, &job);
     return LLMK_STATUS_OK;
 }
 

@@ -2,20 +2,20 @@
  * translation unit; see simd.h).
  *
  * No packing: every weight row is streamed from where it lies (the memory-mapped file) and widened in
- * registers. A register tile takes R rows of x and C weight rows and keeps R x C vector accumulators, one per
- * output, lanes running along k; each output then ends with one fixed lane tree plus the scalar tail. So an
- * output's bits do not depend on the tile it fell in, the rows batched with it or the thread that ran it.
- * Decode (few rows) runs 1 x DECODE_C tiles: DECODE_C independent FMA chains over DECODE_C weight streams,
- * memory-bound. Prefill runs TILE_R x TILE_C tiles over row blocks that stay in L2 while a thread's weight
- * rows stay in L1: compute-bound. Work items (row block, output chunk) are taken dynamically, so a thread
- * that loses its core to another process does not hold the others back. */
+ * registers. Decode (fewer than TILE_R rows) is memory-bound: each output is one dot product over one
+ * weight row at a time, with four FMA chains. Prefill is compute-bound: a register tile takes TILE_R rows of
+ * x and TILE_C weight rows and keeps one vector accumulator per output, lanes along k, over row blocks that
+ * stay in L2 while the tile's weight rows stay in L1. An output's bits depend on which of the two it took
+ * (so on the number of rows in the call), never on the thread or the chunk it fell in. Work items (row
+ * block, output chunk) are claimed dynamically from the context's pool, so a thread that loses its core to
+ * another process does not hold the others back. */
 
 #if defined(LLMK_FAST_AVX512)
 enum { TILE_R = 4, TILE_C = 6 }; /* 24 of 32 zmm accumulators */
 #else
 enum { TILE_R = 4, TILE_C = 3 }; /* 12 of 16 ymm accumulators */
 #endif
-enum { DECODE_C = 4, MAX_TILE = TILE_C > DECODE_C ? TILE_C : DECODE_C };
+enum { MAX_TILE = TILE_C };
 
 /* out[i][j] = x_i . w_j for i < R, j < C, over k < K. R, C and wtype are constants where it is inlined. */
 LLMK_INLINE void dot_tile(int R, int C, int32_t wtype, const float* const* x, const void* const* w, int64_t K,
@@ -56,6 +56,38 @@ typedef struct linear_problem {
     int64_t K;
 } linear_problem;
 
+/* x . w over k < K for one row against one weight row, as decode reads it: one weight stream at a time (the
+ * prefetcher follows one stream far better than several interleaved rows) with four accumulators of
+ * independent FMA chains over k in steps of 4 * VL, combined by a fixed tree. */
+LLMK_INLINE float dot_row(int32_t wtype, const float* x, const void* w, int64_t K) {
+    vfloat a0 = vsplat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    for (; k + 4 * VL <= K; k += 4 * VL) {
+        a0 += vload(x + k) * vload_as(wtype, w, k);
+        a1 += vload(x + k + VL) * vload_as(wtype, w, k + VL);
+        a2 += vload(x + k + 2 * VL) * vload_as(wtype, w, k + 2 * VL);
+        a3 += vload(x + k + 3 * VL) * vload_as(wtype, w, k + 3 * VL);
+    }
+    for (; k + VL <= K; k += VL)
+        a0 += vload(x + k) * vload_as(wtype, w, k);
+    float s = vsum((a0 + a1) + (a2 + a3));
+    for (; k < K; k++)
+        s += x[k] * llmk_load_float(w, wtype, k);
+    return s;
+}
+
+/* y[r, o0..o1) one weight row at a time (decode). */
+LLMK_INLINE void linear_row(int32_t wtype, const linear_problem* p, int64_t r, int64_t o0, int64_t o1) {
+    const float* x = p->x + r * p->x_stride;
+    const int64_t row_bytes = p->w_stride * (int64_t)llmk_dtype_size(wtype);
+    for (int64_t o = o0; o < o1; o++) {
+        float value = dot_row(wtype, x, (const char*)p->w + o * row_bytes, p->K);
+        if (p->bias)
+            value += llmk_load_float(p->bias->data, p->bias->dtype, o * p->bias->strides[0]);
+        p->y[r * p->y_stride + o] = value;
+    }
+}
+
 /* y[r0..r0+R, o0..o0+C) through one tile. */
 LLMK_INLINE void linear_tile(int R, int C, int32_t wtype, const linear_problem* p, int64_t r0, int64_t o0) {
     const float* x[TILE_R];
@@ -79,13 +111,8 @@ LLMK_INLINE void linear_tile(int R, int C, int32_t wtype, const linear_problem* 
 LLMK_INLINE void linear_block(int32_t wtype, const linear_problem* p, int64_t r0, int64_t r1, int64_t o0,
                               int64_t o1) {
     if (r1 - r0 < TILE_R) {
-        for (int64_t r = r0; r < r1; r++) {
-            int64_t o = o0;
-            for (; o + DECODE_C <= o1; o += DECODE_C)
-                linear_tile(1, DECODE_C, wtype, p, r, o);
-            for (; o < o1; o++)
-                linear_tile(1, 1, wtype, p, r, o);
-        }
+        for (int64_t r = r0; r < r1; r++)
+            linear_row(wtype, p, r, o0, o1);
         return;
     }
     int64_t o = o0;
@@ -105,35 +132,43 @@ LLMK_INLINE void linear_block(int32_t wtype, const linear_problem* p, int64_t r0
     }
 }
 
+typedef struct linear_job {
+    linear_problem p;
+    int64_t rows, outs, row_block, chunk, chunks;
+} linear_job;
+
+static void linear_item(void* arg, int64_t item, int thread) {
+    (void)thread;
+    const linear_job* job = (const linear_job*)arg;
+    const int64_t rb = item / job->chunks, c = item % job->chunks;
+    const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
+    const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
+    switch (job->p.wtype) {
+    case LLMK_DTYPE_F32: linear_block(LLMK_DTYPE_F32, &job->p, r0, r1, o0, o1); break;
+    case LLMK_DTYPE_BF16: linear_block(LLMK_DTYPE_BF16, &job->p, r0, r1, o0, o1); break;
+    default: linear_block(LLMK_DTYPE_F16, &job->p, r0, r1, o0, o1); break;
+    }
+}
+
 static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight,
                                const llmk_tensor* bias, llmk_tensor* y) {
-    if (x->dtype != LLMK_DTYPE_F32 || y->dtype != LLMK_DTYPE_F32)
-        return llmk_cpu_linear(ctx, x, weight, bias, y);
     const int64_t rows = x->shape[0], K = x->shape[1], outs = weight->shape[0];
-    const linear_problem p = {(const float*)x->data, x->strides[0], weight->data, weight->dtype,
-                              weight->strides[0], bias, (float*)y->data, y->strides[0], K};
+    if (x->dtype != LLMK_DTYPE_F32 || y->dtype != LLMK_DTYPE_F32 || K == 0)
+        return llmk_cpu_linear(ctx, x, weight, bias, y);
+    linear_job job = {{(const float*)x->data, x->strides[0], weight->data, weight->dtype, weight->strides[0], bias,
+                       (float*)y->data, y->strides[0], K},
+                      rows, outs, 0, 0, 0};
     /* Row blocks of x that fit in half of L2 (in multiples of the tile); output chunks so that every thread
      * gets several items, but at least a few tiles each. */
-    int64_t row_block = (256 * 1024) / (4 * (K > 0 ? K : 1));
+    int64_t row_block = (256 * 1024) / (4 * K);
     row_block = row_block < TILE_R ? TILE_R : row_block > 64 ? 64 : row_block / TILE_R * TILE_R;
     const int64_t row_blocks = (rows + row_block - 1) / row_block;
-    const int64_t threads = ctx->num_threads;
-    int64_t chunk = outs * row_blocks / (threads * 8);
-    const int64_t unit = TILE_C * DECODE_C;
+    int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
+    const int64_t unit = TILE_C * 4;
     chunk = chunk < unit ? unit : chunk > 256 ? 256 : chunk / unit * unit;
-    const int64_t chunks = (outs + chunk - 1) / chunk;
-    const int64_t items = row_blocks * chunks;
-    const int32_t wtype = weight->dtype;
-#pragma omp parallel for num_threads(ctx->num_threads) schedule(dynamic, 1) if (items > 1)
-    for (int64_t item = 0; item < items; item++) {
-        const int64_t rb = item / chunks, c = item % chunks;
-        const int64_t r0 = rb * row_block, r1 = r0 + row_block < rows ? r0 + row_block : rows;
-        const int64_t o0 = c * chunk, o1 = o0 + chunk < outs ? o0 + chunk : outs;
-        switch (wtype) {
-        case LLMK_DTYPE_F32: linear_block(LLMK_DTYPE_F32, &p, r0, r1, o0, o1); break;
-        case LLMK_DTYPE_BF16: linear_block(LLMK_DTYPE_BF16, &p, r0, r1, o0, o1); break;
-        default: linear_block(LLMK_DTYPE_F16, &p, r0, r1, o0, o1); break;
-        }
-    }
+    job.row_block = row_block;
+    job.chunk = chunk;
+    job.chunks = (outs + chunk - 1) / chunk;
+    llmk_cpu_parallel(ctx, row_blocks * job.chunks, linear_item, &job);
     return LLMK_STATUS_OK;
 }

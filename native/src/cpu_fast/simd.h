@@ -37,11 +37,18 @@ LLMK_INLINE vfloat vload(const float* p) {
 
 LLMK_INLINE void vstore(float* p, vfloat v) { memcpy(p, &v, sizeof v); }
 
-/* bf16 is the upper half of an f32: widen and shift. */
+/* bf16 is the upper half of an f32: widen and shift (with intrinsics where GCC 12 would widen the GNU
+ * vector in 128-bit halves). */
 LLMK_INLINE vfloat vload_bf16(const uint16_t* p) {
+#if defined(LLMK_FAST_AVX512)
+    return (vfloat)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16);
+#elif defined(LLMK_FAST_AVX2)
+    return (vfloat)_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16);
+#else
     vhalf h;
     memcpy(&h, p, sizeof h);
     return (vfloat)(__builtin_convertvector(h, vuint) << 16);
+#endif
 }
 
 LLMK_INLINE vfloat vload_f16(const uint16_t* p) {
