@@ -49,18 +49,19 @@ internal static class BenchCommand
         var prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(model.Config.VocabSize)).ToArray();
         using var cache = model.CreateCache(capacity);
 
+        var logits = new float[model.Config.VocabSize];
         var prefill = new List<double>();
         var decode = new List<double>();
         for (int run = 0; run < warmup + repeats; run++)
         {
             cache.Reset();
-            // Forward returns host logits, so each timing includes the device's work and the copy back.
+            // Forward writes host logits, so each timing includes the device's work and the copy back.
             var clock = Stopwatch.StartNew();
-            var logits = model.Forward(prompt, cache);
+            model.Forward(prompt, cache, logits);
             double prefillSeconds = clock.Elapsed.TotalSeconds;
             clock.Restart();
             for (int step = 0; step < decodeTokens; step++)
-                logits = model.Forward([Sampler.ArgMax(logits)], cache);
+                model.Forward([Sampler.ArgMax(logits)], cache, logits);
             double decodeSeconds = clock.Elapsed.TotalSeconds;
             if (run < warmup) continue;
             prefill.Add(promptTokens / prefillSeconds);

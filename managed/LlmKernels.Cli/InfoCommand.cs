@@ -7,8 +7,8 @@ using Spectre.Console;
 
 namespace LlmKernels.Cli;
 
-/// <summary>`llmk info`: which native library was loaded and why, what the CPU offers, which CUDA devices the
-/// library sees (or why none). The first thing to run when the GPU is not used.</summary>
+/// <summary>`llmk info`: which native library was loaded and why, what the CPU offers and which CPU kernels run
+/// (flavour, threads), which CUDA devices the library sees (or why none). The first thing to run when the GPU is not used.</summary>
 internal static class InfoCommand
 {
     public static Command Create(CliConsole io)
@@ -34,6 +34,10 @@ internal static class InfoCommand
         Row("searched", string.Join(", ", library.SearchedDirectories));
         Row("runtime", $"{RuntimeInformation.FrameworkDescription} on {RuntimeInformation.RuntimeIdentifier}, {Environment.ProcessorCount} logical processors");
         Row("CPU features", string.Join(" ", CpuFeatures().DefaultIfEmpty("none detected")));
+        using (var cpu = Context.CreateCpu())
+            Row("CPU kernels", $"{cpu} by default (--threads 0: one per physical core); --backend cpu-reference runs the reference");
+        foreach (var kernels in new[] { LlmkCpuKernels.Portable, LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512 })
+            Row($"  {Context.CpuKernelsName(kernels)}", Context.CpuKernelsAvailable(kernels, out var why) ? "available" : why!);
         foreach (var line in CudaDevices()) Row("CUDA", line);
         io.Out.Write(grid);
         return 0;

@@ -32,19 +32,19 @@ internal sealed class ModelOptions
 
     public Option<string> Backend { get; } = new("--backend")
     {
-        Description = "cpu, cuda, or auto (CUDA when a device is usable, else the CPU)",
+        Description = "cpu (the fast kernels), cpu-reference (the plain C oracle), cuda, or auto (CUDA when a device is usable, else cpu)",
         DefaultValueFactory = _ => "auto",
     };
 
-    public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads (0: one per core)" };
+    public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads (0: one per physical core)" };
 
     public ModelOptions()
     {
         Preset.AcceptOnlyFromAmong([.. TinyModels.Presets]);
-        Backend.AcceptOnlyFromAmong("cpu", "cuda", "auto");
+        Backend.AcceptOnlyFromAmong("cpu", "cpu-reference", "cuda", "auto");
         Threads.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<int>() < 0) r.AddError("--threads must be 0 (one per core) or more");
+            if (r.GetValueOrDefault<int>() < 0) r.AddError("--threads must be 0 (one per physical core) or more");
         });
     }
 
@@ -90,6 +90,8 @@ internal static class ModelLoader
         {
             case "cpu":
                 return Context.CreateCpu(threads);
+            case "cpu-reference":
+                return Context.CreateCpu(threads, LlmkCpuKernels.Reference);
             case "cuda":
                 return Context.TryCreateCuda(out var reason) ?? throw new CliException($"--backend cuda: no usable CUDA device: {reason}");
             default:

@@ -8,8 +8,9 @@ namespace LlmKernels.Cli;
 
 /// <summary>
 /// `llmk verify`: every kernel of every available backend against the double-precision oracles, on fresh random
-/// inputs, as a table of errors with pass/fail; then whole models: one prompt through two backends (CPU against
-/// CUDA, or without a GPU the CPU's flash attention against its naive attention), compared layer by layer.
+/// inputs (the CPU reference and each fast flavour the CPU runs, CUDA when usable), as a table of errors with
+/// pass/fail; then whole models: one prompt through the CPU reference and through the CPU's fast kernels (and
+/// CUDA when usable), compared layer by layer.
 /// Exit code 1 when anything fails.
 /// </summary>
 internal static class VerifyCommand
@@ -22,7 +23,7 @@ internal static class VerifyCommand
         var kernelOption = new Option<string?>("--kernel") { Description = "Only kernels whose name contains this text" };
         var backendOption = new Option<string>("--backend")
         {
-            Description = "all, cpu or cuda",
+            Description = "all, cpu (the reference and the fast kernels) or cuda",
             DefaultValueFactory = _ => "all",
         };
         backendOption.AcceptOnlyFromAmong("all", "cpu", "cuda");
@@ -69,7 +70,17 @@ internal static class VerifyCommand
         try
         {
             if (backend is "all" or "cpu")
-                contexts.Add(Context.CreateCpu());
+            {
+                // The reference and every fast flavour this CPU runs: each answers to the same oracles.
+                contexts.Add(Context.CreateCpu(0, LlmkCpuKernels.Reference));
+                foreach (var kernels in new[] { LlmkCpuKernels.Portable, LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512 })
+                {
+                    if (Context.CpuKernelsAvailable(kernels, out var why))
+                        contexts.Add(Context.CreateCpu(0, kernels));
+                    else
+                        io.Out.MarkupLineInterpolated($"[grey]CPU {Context.CpuKernelsName(kernels)} kernels skipped: {why}[/]");
+                }
+            }
             if (backend is "all" or "cuda")
             {
                 var cuda = Context.TryCreateCuda(out var reason);
@@ -119,8 +130,8 @@ internal static class VerifyCommand
 
     /// <summary>
     /// The tokenizer's encoding of the prompt (or, for a folder without tokenizer.json, fixed ids), its text
-    /// repeated to at least <see cref="MinPromptTokens"/> tokens: the CPU's flash attention works in blocks of
-    /// 64 keys, and over a single block it does exactly the naive algorithm's arithmetic.
+    /// repeated to at least <see cref="MinPromptTokens"/> tokens, so flash attention spans several blocks of
+    /// 64 keys (over a single block it does the naive algorithm's arithmetic).
     /// </summary>
     private static List<int> Prompt(LoadedModel model, string text)
     {
@@ -135,36 +146,44 @@ internal static class VerifyCommand
     private const int MinPromptTokens = 160;
 
     /// <summary>
-    /// One prompt through a reference and a candidate run of each model: the CPU (f32) against CUDA when a
-    /// device is usable and allowed, else the CPU's naive attention against its flash attention (everything
-    /// else identical, so only the attention algorithm differs). Returns the number of models out of tolerance.
+    /// One prompt through a reference and a candidate run of each model: the CPU reference kernels (with naive
+    /// attention: the most independent path) against the CPU's fast kernels, and against CUDA when a device is
+    /// usable and allowed. Returns the number of comparisons out of tolerance.
     /// </summary>
     private static int RunModels(CliConsole io, IReadOnlyList<ModelChoice> choices, int seed, string backend, string promptText,
                                  double? tolerance)
     {
-        using var cpu = Context.CreateCpu();
-        Context? cuda = null;
-        if (backend is "all" or "cuda")
+        using var reference = Context.CreateCpu(0, LlmkCpuKernels.Reference);
+        var candidates = new List<Context>();
+        try
         {
-            cuda = Context.TryCreateCuda(out var reason);
-            if (cuda is null && backend == "cuda")
-                throw new CliException($"--backend cuda: no usable CUDA device: {reason}");
-            if (cuda is null)
-                io.Out.MarkupLineInterpolated($"[grey]models: no CUDA ({reason}), so the CPU's flash attention is compared with its naive attention[/]");
+            if (backend is "all" or "cpu")
+                candidates.Add(Context.CreateCpu());
+            if (backend is "all" or "cuda")
+            {
+                var cuda = Context.TryCreateCuda(out var reason);
+                if (cuda is null && backend == "cuda")
+                    throw new CliException($"--backend cuda: no usable CUDA device: {reason}");
+                if (cuda is null)
+                    io.Out.MarkupLineInterpolated($"[grey]models: no CUDA ({reason}); the CPU's fast kernels are compared with its reference[/]");
+                else
+                    candidates.Add(cuda);
+            }
+            return choices.Sum(choice => candidates.Sum(candidate => RunModel(io, choice, reference, candidate, seed, promptText, tolerance)));
         }
-        using var _ = cuda;
-        return choices.Sum(choice => RunModel(io, choice, cpu, cuda, seed, promptText, tolerance));
+        finally
+        {
+            foreach (var ctx in candidates)
+                ctx.Dispose();
+        }
     }
 
-    private static int RunModel(CliConsole io, ModelChoice choice, Context cpu, Context? cuda, int seed, string promptText, double? tolerance)
+    private static int RunModel(CliConsole io, ModelChoice choice, Context referenceContext, Context candidateContext, int seed,
+                                string promptText, double? tolerance)
     {
-        using var reference = ModelLoader.Load(cpu, choice, io, seed,
-                                               cuda is null ? LlmkAttentionAlgorithm.Naive : LlmkAttentionAlgorithm.Auto);
-        using var candidate = ModelLoader.Load(cuda ?? cpu, choice, io, seed,
-                                               cuda is null ? LlmkAttentionAlgorithm.Flash : LlmkAttentionAlgorithm.Auto);
-        string comparison = cuda is null
-            ? "cpu naive attention vs cpu flash attention"
-            : $"cpu vs {cuda} ({candidate.Model.ActivationDtype} activations)";
+        using var reference = ModelLoader.Load(referenceContext, choice, io, seed, LlmkAttentionAlgorithm.Naive);
+        using var candidate = ModelLoader.Load(candidateContext, choice, io, seed, LlmkAttentionAlgorithm.Auto);
+        string comparison = $"{referenceContext} with naive attention vs {candidateContext} ({candidate.Model.ActivationDtype} activations)";
 
         var prompt = Prompt(reference, promptText);
         var report = VerifyRunner.Compare(reference.Model, candidate.Model, prompt);

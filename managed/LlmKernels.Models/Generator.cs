@@ -44,7 +44,8 @@ public sealed class Generator(LlamaModel model, Tokenizer? tokenizer = null)
         var generated = new List<int>();
         int emitted = 0;
 
-        var logits = model.Forward(prompt, cache);
+        var logits = new float[model.Config.VocabSize];   // reused: decode steps allocate nothing in the model
+        model.Forward(prompt, cache, logits);
         for (int step = 0; step < maxNewTokens; step++)
         {
             foreach (float value in logits)
@@ -72,7 +73,7 @@ public sealed class Generator(LlamaModel model, Tokenizer? tokenizer = null)
             }
             yield return new GeneratedToken(token, text, stop);
             if (stop != StopReason.None) yield break;
-            logits = model.Forward([token], cache);
+            model.Forward([token], cache, logits);
         }
     }
 }

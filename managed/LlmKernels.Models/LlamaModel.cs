@@ -66,6 +66,8 @@ public sealed class LlamaModel : IDisposable
     private readonly Tensor _embed, _finalNorm, _lmHead;             // [vocab, hidden], [hidden], [vocab, hidden]
     private readonly Layer[] _layers;
     private readonly Scratch _scratch;
+    private int[] _positions = new int[64];                         // host staging of positions (and the cache length)
+    private int[] _expertBounds = [];                               // host copy of the MoE expert offsets
     private bool _disposed;
 
     public ModelConfig Config { get; }
@@ -194,6 +196,19 @@ public sealed class LlamaModel : IDisposable
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> tokens, KvCache cache, bool allLogits = false, LayerHook? hook = null)
     {
+        var logits = new float[(allLogits ? tokens.Length : 1) * (long)Config.VocabSize];
+        Forward(tokens, cache, logits, allLogits, hook);
+        return logits;
+    }
+
+    /// <summary>
+    /// <see cref="Forward(ReadOnlySpan{int}, KvCache, bool, LayerHook?)"/> into the caller's
+    /// <paramref name="logits"/> ([vocab], or [tokens * vocab] with <paramref name="allLogits"/>), so a decode
+    /// loop allocates nothing per step: inputs go through buffers kept between calls, and the logits are copied
+    /// once, from the last kernel's output into <paramref name="logits"/>.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, bool allLogits = false, LayerHook? hook = null)
+    {
         ArgumentNullException.ThrowIfNull(cache);
         // CPU weights are views of the memory-mapped files, which Dispose unmaps.
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -204,16 +219,24 @@ public sealed class LlamaModel : IDisposable
         if (n == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
         if (start + n > cache.Capacity)
             throw new InvalidOperationException($"the KV cache holds {cache.Capacity} tokens; {start} are in it and {n} more do not fit");
+        int rows = allLogits ? n : 1;
+        if (logits.Length != (long)rows * c.VocabSize)
+            throw new ArgumentException($"logits has {logits.Length} elements; {rows} x vocab {c.VocabSize} expected", nameof(logits));
         float eps = (float)c.RmsNormEps;
         int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, hd = c.HeadDim;
         var s = _scratch;
         s.Begin(n);
 
-        var positions = new int[n];
+        if (_positions.Length < n + 1) _positions = new int[Math.Max(n + 1, 2 * _positions.Length)];
+        var positions = _positions.AsSpan(0, n);
         for (int i = 0; i < n; i++) positions[i] = start + i;
-        using var ids = ctx.FromHost<int>(tokens, LlmkDtype.I32, n);
-        using var pos = ctx.FromHost<int>(positions, LlmkDtype.I32, n);
-        using var seqlens = ctx.FromHost<int>([start], LlmkDtype.I32, 1);
+        var ids = s.Get("ids", 1, type: LlmkDtype.I32).Reshape(n);
+        var pos = s.Get("positions", 1, type: LlmkDtype.I32).Reshape(n);
+        var seqlens = s.Get("seqlens", 1, 1, LlmkDtype.I32).Reshape(1);
+        ids.CopyFrom(tokens);
+        pos.CopyFrom<int>(positions);
+        _positions[n] = start; // one int past the positions: the cache length before this call
+        seqlens.CopyFrom<int>(_positions.AsSpan(n, 1));
         var rope = RopeParams(start + n);
 
         var x = s.Get("x", c.HiddenSize);                 // residual stream [n, hidden]
@@ -256,13 +279,13 @@ public sealed class LlamaModel : IDisposable
         cache.Length = start + n;
 
         // logits = rmsnorm(x) * norm . lm_head^T, for the last token or all of them
-        int rows = allLogits ? n : 1;
         var last = x.Slice(0, n - rows, rows);
         var normed = h.Slice(0, 0, rows);
         Kernels.RmsNorm(ctx, last, _finalNorm, eps, normed);
-        var logits = s.Get("logits", c.VocabSize).Slice(0, 0, rows);
-        Kernels.Linear(ctx, normed, _lmHead, null, logits);
-        return logits.ToFloatArray();
+        var output = s.Get("logits", c.VocabSize).Slice(0, 0, rows);
+        Kernels.Linear(ctx, normed, _lmHead, null, output);
+        if (output.DType == LlmkDtype.F32) output.CopyTo(logits);
+        else output.ToFloatArray().CopyTo(logits); // half-precision activations (CUDA): widened on the host
     }
 
     /// <summary>output = (act(input . gate^T) * (input . up^T)) . down^T, SwiGLU.</summary>
@@ -300,7 +323,9 @@ public sealed class LlamaModel : IDisposable
         Kernels.MoePermute(ctx, h, ids, experts, permuted, offsets, sourceRows, permutedRows);
         // each expert's SwiGLU on its contiguous rows
         var expertOut = s.Get("moe.out", c.HiddenSize, n * topK);
-        var bounds = offsets.ToArray<int>();
+        if (_expertBounds.Length != experts + 1) _expertBounds = new int[experts + 1];
+        var bounds = _expertBounds;
+        offsets.CopyTo<int>(bounds);
         for (int e = 0; e < experts; e++)
         {
             int count = bounds[e + 1] - bounds[e];
