@@ -285,7 +285,9 @@ public static unsafe partial class NativeMethods
 
     /// <summary>
     /// A CPU context running the given kernels (llmk_cpu_kernels). A flavour this CPU or build cannot run gives
-    /// LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst).
+    /// LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst). A fast context keeps a
+    /// thread pool and scratch memory for its kernels, so it takes one kernel call at a time: a call made while
+    /// another thread's call runs on it fails with LLMK_STATUS_INVALID_ARGUMENT (use one context per thread).
     /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_create_cpu_kernels(int num_threads, int kernels, nint* out_context);

@@ -130,7 +130,9 @@ typedef enum llmk_cpu_kernels {
 LLMK_API llmk_status llmk_context_create_cpu(int32_t num_threads, llmk_context** out_context);
 
 /* A CPU context running the given kernels (llmk_cpu_kernels). A flavour this CPU or build cannot run gives
- * LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst). */
+ * LLMK_STATUS_UNAVAILABLE with the reason; FAST always succeeds (PORTABLE at worst). A fast context keeps a
+ * thread pool and scratch memory for its kernels, so it takes one kernel call at a time: a call made while
+ * another thread's call runs on it fails with LLMK_STATUS_INVALID_ARGUMENT (use one context per thread). */
 LLMK_API llmk_status llmk_context_create_cpu_kernels(int32_t num_threads, int32_t kernels,
                                                      llmk_context** out_context);
 

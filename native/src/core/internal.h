@@ -58,6 +58,7 @@ struct llmk_context {
     void* cpu_scratch;              /* fast kernels' per-thread scratch, grown on demand, kept between calls */
     size_t cpu_scratch_bytes;
     llmk_thread_pool* pool;         /* fast kernels' workers (cpu/thread_pool.c), started on first use */
+    int32_t cpu_busy;               /* a fast kernel is running (atomic): scratch and pool serve one call */
     const llmk_memory_ops* ops;
     void* backend;                  /* backend state (CUDA: stream, cuBLAS handle, workspace) */
     void** allocations;             /* live allocations, so a foreign or double free is refused */

@@ -36,10 +36,12 @@ static llmk_status fast_gated_activation_split(llmk_context* ctx, int32_t activa
     /* Rows split into chunks of SILU_CHUNK elements, so a prefill's rows spread over the threads. */
     silu_job job = {gate, up, out, (d + SILU_CHUNK - 1) / SILU_CHUNK, d};
     const int64_t items = rows * job.chunks;
-    if (rows * d <= 32768) /* a decode step's row: not worth waking the pool */
+    if (rows * d <= 32768) { /* a decode step's row: not worth waking the pool */
         for (int64_t item = 0; item < items; item++)
             silu_item(&job, item, 0);
-    else
-        llmk_cpu_parallel(ctx, items, silu_item, &job);
-    return LLMK_STATUS_OK;
+        return LLMK_STATUS_OK;
+    }
+    LLMK_TRY(fast_enter(ctx, "llmk_gated_activation"));
+    llmk_cpu_parallel(ctx, items, silu_item, &job);
+    return fast_leave(ctx, LLMK_STATUS_OK);
 }

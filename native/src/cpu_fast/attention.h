@@ -227,13 +227,14 @@ static llmk_status fast_attend(llmk_context* ctx, const llmk_tensor* q, const ll
     if ((uint64_t)per_thread > SIZE_MAX / sizeof(float) / (uint64_t)threads)
         return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "%s: scratch of %lld x %lld floats is too large", fn,
                          (long long)threads, (long long)per_thread);
+    LLMK_TRY(fast_enter(ctx, fn));
     float* scratch = (float*)llmk_cpu_scratch(ctx, (size_t)threads * (size_t)per_thread * sizeof(float));
     if (!scratch)
-        return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "%s: could not allocate %lld bytes of scratch", fn,
-                         (long long)(threads * per_thread * (int64_t)sizeof(float)));
+        return fast_leave(ctx, llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "%s: could not allocate %lld bytes of scratch", fn,
+                                         (long long)(threads * per_thread * (int64_t)sizeof(float))));
     attention_job job = {&P, kv_heads, q_blocks, scratch, per_thread};
     llmk_cpu_parallel(ctx, tasks, attention_item, &job);
-    return LLMK_STATUS_OK;
+    return fast_leave(ctx, LLMK_STATUS_OK);
 }
 
 static llmk_status fast_attention(llmk_context* ctx, const llmk_tensor* q, const llmk_tensor* k,

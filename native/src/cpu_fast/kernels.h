@@ -6,6 +6,21 @@
 
 #include <stdlib.h>
 
+/* A fast context's scratch and pool serve one kernel call at a time: a second thread calling into the same
+ * context meanwhile gets an error instead of sharing them. */
+static llmk_status fast_enter(llmk_context* ctx, const char* fn) {
+    if (__atomic_exchange_n(&ctx->cpu_busy, 1, __ATOMIC_ACQUIRE))
+        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT,
+                         "%s: the context is running a kernel on another thread; a CPU context with fast kernels "
+                         "takes one call at a time (use a context per thread)", fn);
+    return LLMK_STATUS_OK;
+}
+
+static llmk_status fast_leave(llmk_context* ctx, llmk_status status) {
+    __atomic_store_n(&ctx->cpu_busy, 0, __ATOMIC_RELEASE);
+    return status;
+}
+
 #include "linear.h"
 #include "attention.h"
 #include "activation.h"

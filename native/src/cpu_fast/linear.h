@@ -169,6 +169,7 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
     job.row_block = row_block;
     job.chunk = chunk;
     job.chunks = (outs + chunk - 1) / chunk;
+    LLMK_TRY(fast_enter(ctx, "llmk_linear"));
     llmk_cpu_parallel(ctx, row_blocks * job.chunks, linear_item, &job);
-    return LLMK_STATUS_OK;
+    return fast_leave(ctx, LLMK_STATUS_OK);
 }

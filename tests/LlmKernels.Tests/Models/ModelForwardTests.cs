@@ -188,7 +188,8 @@ public class ModelForwardTests
     [TestCase("tiny-mixtral")]
     public void ResultsDoNotDependOnThreadCount(string preset)
     {
-        // The CPU backend promises bit-identical results for any thread count; VerifyRunner sees every layer.
+        // The CPU kernels (fast, as here, and reference) promise bit-identical results for any thread count;
+        // VerifyRunner sees every layer.
         using var one = Context.CreateCpu(1);
         using var two = Context.CreateCpu(2);
         int seed = TestSupport.SeedFor(preset);
@@ -198,6 +199,29 @@ public class ModelForwardTests
         var report = VerifyRunner.Compare(a, b, prompt);
         Assert.That(report.Layers, Has.Count.EqualTo(a.Config.NumHiddenLayers + 1));
         Assert.That(report.Layers.Append(report.Logits).Select(l => l.MaxAbs), Is.All.EqualTo(0.0));
+        Assert.That(report.Top1Agreement, Is.EqualTo(1.0));
+    }
+
+    /// <summary>Every fast CPU flavour against the reference kernels with naive attention, layer by layer, as
+    /// `llmk verify --model` checks it: f32 throughout, so only summation order may differ.</summary>
+    [Test]
+    public void FastCpuKernelsMatchTheReference(
+        [Values("tiny-llama", "tiny-mixtral")] string preset,
+        [Values(LlmkCpuKernels.Portable, LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512)] LlmkCpuKernels kernels)
+    {
+        using var fast = TestSupport.CpuOrIgnore(kernels);
+        using var cpu = Context.CreateCpu(0, LlmkCpuKernels.Reference);
+        int seed = TestSupport.SeedFor(preset);
+        using var reference = TinyModels.Load(cpu, preset, seed);
+        reference.AttentionAlgorithm = LlmkAttentionAlgorithm.Naive;
+        using var candidate = TinyModels.Load(fast, preset, seed);
+        // Long enough for several 64-key attention blocks.
+        var tokenizer = TinyModels.CreateTokenizer();
+        var prompt = Enumerable.Repeat(tokenizer.Encode(" the weather in the mountains is"), 12).SelectMany(t => t).Prepend(1).ToArray();
+        var report = VerifyRunner.Compare(reference, candidate, prompt);
+        foreach (var layer in report.Layers.Append(report.Logits)) TestContext.Out.WriteLine(layer);
+        Assert.That(report.Layers.Append(report.Logits).Select(l => l.RelL2), Is.All.LessThan(1e-4));
+        Assert.That(report.Layers.Sum(l => l.NonFinite) + report.Logits.NonFinite, Is.Zero);
         Assert.That(report.Top1Agreement, Is.EqualTo(1.0));
     }
 
