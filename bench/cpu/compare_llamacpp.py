@@ -9,7 +9,8 @@
 For each shape and dtype, bench/cpu/make_models.py writes one set of weights as a Hugging Face folder (llmk) and a
 GGUF file (llama.cpp), cached in --workdir. llmk is built once (Release). Then, for each (shape, dtype, threads)
 and each repeat, llama-bench runs once (prefill 128 [and 512 for stories110M], decode 32) and llmk's `bench` runs
-once per prompt size, so both peers see the same machine state; medians over the repeats go into a Markdown
+once per prompt size and once for decode, so both peers see the same machine state; medians over the repeats go
+into a Markdown
 table. Memory read bandwidth (bench/cpu/membw.c) is measured at the start and at the end.
 """
 import argparse
@@ -244,25 +245,27 @@ def main():
                         failures.append(f"{tag}: llama-bench rc={rc}: {last}")
                     for k, v in got.items():
                         add((s, d, t, k), "llama.cpp", v)
-                    for p in ps:
-                        log(f"{tag}: llmk prompt {p}")
+                    # llmk: one run per prompt size (prefill only), then decode as llama-bench's tg32 does it:
+                    # 32 single-token steps from an (almost) empty cache, here after a 1-token prompt.
+                    for p, steps in [(p, 0) for p in ps] + [(1, DECODE_TOKENS)]:
+                        what = f"decode {steps}" if steps else f"prompt {p}"
+                        log(f"{tag}: llmk {what}")
                         # --backend cpu unless the extra arguments name a backend (e.g. cpu-reference).
                         backend = [] if any(x == "--backend" or x.startswith("--backend=") for x in extra) \
                             else ["--backend", "cpu"]
                         cmd = ["dotnet", llmk_dll, "bench", "--model", hf_dir] + backend + [
-                               "--threads", str(t), "--prompt-tokens", str(p), "--decode-tokens", str(DECODE_TOKENS),
+                               "--threads", str(t), "--prompt-tokens", str(p), "--decode-tokens", str(steps),
                                "--repeats", "1", "--warmup", "1"]
                         rc, out, err = run(cmd + extra, logf)
                         got = parse_llmk(out) if rc == 0 else {}
-                        if rc != 0 or "prefill" not in got or "decode" not in got:
+                        want = "decode" if steps else "prefill"
+                        if rc != 0 or want not in got:
                             last = ((err.strip() or out.strip()).splitlines() or [""])[-1]
-                            failures.append(f"{tag}: llmk prompt {p} rc={rc}: {last}")
-                        if "prefill" in got:
-                            add((s, d, t, f"prefill {p}"), "llmk", got["prefill"])
-                        # Decode from the 128-token run: llama-bench's tg32 starts from an empty cache, so the
-                        # shortest context is the closer match.
-                        if "decode" in got and p == ps[0]:
+                            failures.append(f"{tag}: llmk {what} rc={rc}: {last}")
+                        elif steps:
                             add((s, d, t, "decode"), "llmk", got["decode"])
+                        else:
+                            add((s, d, t, f"prefill {p}"), "llmk", got["prefill"])
 
     bw_end = {t: membw(membw_bin, t, logf) for t in threads}
     log("membw at end: " + ", ".join(f"{t} threads {fmt(v, '.2f')} GB/s" for t, v in bw_end.items()))
@@ -281,7 +284,7 @@ def main():
         "Both engines run the same random-weight Llama models (bench/cpu/make_models.py, seed "
         f"{a.seed}: one set of weights written as a Hugging Face folder for llmk and as a GGUF for llama.cpp, with "
         "llama.cpp's q/k row permutation). Runs are interleaved: per (shape, dtype, threads) and repeat, llama-bench "
-        "once, then llmk once per prompt size. Figures are medians over the repeats.",
+        "once, then llmk once per prompt size and once for decode. Figures are medians over the repeats.",
         "",
         f"- CPU: {model_name}, {cores} logical CPUs; flags: {' '.join(flags) or 'none of avx/avx2/avx512'}",
         f"- Date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; run took {elapsed / 60:.1f} min",
@@ -290,8 +293,9 @@ def main():
         f"- llama.cpp: commit {a.llama_commit or 'not given (--llama-commit)'}"
         + (f" (llama-bench reports build {llama_reported_commit})" if llama_reported_commit else "")
         + f", `{os.path.basename(llama_bench)} -m MODEL.gguf -t T -p {{128[,512]}} -n {DECODE_TOKENS} -r 1 -o json`",
-        f"- llmk command: `dotnet llmk.dll bench --model DIR --backend cpu --threads T --prompt-tokens P "
-        f"--decode-tokens {DECODE_TOKENS} --repeats 1 --warmup 1{(' ' + a.llmk_extra_args) if a.llmk_extra_args else ''}`",
+        f"- llmk commands: `dotnet llmk.dll bench --model DIR --backend cpu --threads T --prompt-tokens P "
+        f"--decode-tokens 0 --repeats 1 --warmup 1` per prompt size P, and `--prompt-tokens 1 --decode-tokens "
+        f"{DECODE_TOKENS}` for decode{(', plus ' + a.llmk_extra_args) if a.llmk_extra_args else ''}",
         "",
         "Command:",
         "",
@@ -308,7 +312,7 @@ def main():
         lines.append(f"| {t} | {fmt(bw_start.get(t), '.2f')} | {fmt(bw_end.get(t), '.2f')} |")
     lines += [
         "",
-        "Decode rows: llama.cpp's tg32 starts from an empty cache, llmk's 32 steps follow a 128-token prompt. "
+        "Decode rows: 32 single-token steps from an empty cache (llama.cpp's tg32; llmk after a 1-token prompt). "
         "Weight GB/s = weight bytes read per decode token (all matrices and norms, lm_head, one embedding row; "
         "KV cache not counted) × decode tok/s; % is against the mean of the start and end bandwidth at that "
         "thread count. Ratio = llmk / llama.cpp (above 1: llmk is faster).",
