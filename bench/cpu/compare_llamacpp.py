@@ -154,6 +154,9 @@ def main():
     ap.add_argument("--llmk-extra-args", default="", help="extra arguments for `llmk bench` (e.g. a --backend)")
     ap.add_argument("--llmk-root", default=REPO, help="LlmKernels checkout to build and run (default: this one)")
     ap.add_argument("--no-build", action="store_true", help="use the existing Release build of llmk")
+    ap.add_argument("--contended", action="store_true",
+                    help="also decode the first shape and dtype at the highest thread count while one busy process "
+                         "competes for a core (how gracefully each engine shares the machine)")
     a = ap.parse_args()
 
     shapes, dtypes, threads = words(a.shapes), words(a.dtypes), [int(t) for t in words(a.threads)]
@@ -267,6 +270,29 @@ def main():
                         else:
                             add((s, d, t, f"prefill {p}"), "llmk", got["prefill"])
 
+    # 4. Optional: decode while a busy process holds one core, interleaved as above.
+    contended = {"llmk": [], "llama.cpp": []}
+    if a.contended:
+        s, d, t = shapes[0], dtypes[0], max(threads)
+        hf_dir, gguf = models[(s, d)]
+        busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        try:
+            for r in range(1, a.repeats + 1):
+                log(f"contended {s} {d} t={t} repeat {r}/{a.repeats}")
+                rc, out, _ = run([llama_bench, "-m", gguf, "-t", str(t), "-p", "0", "-n", str(DECODE_TOKENS),
+                                  "-r", "1", "-o", "json"], logf)
+                got, _ = parse_llama_bench(out) if rc == 0 else ({}, None)
+                if "decode" in got:
+                    contended["llama.cpp"].append(got["decode"])
+                rc, out, _ = run(["dotnet", llmk_dll, "bench", "--model", hf_dir, "--backend", "cpu", "--threads", str(t),
+                                  "--prompt-tokens", "1", "--decode-tokens", str(DECODE_TOKENS), "--repeats", "1",
+                                  "--warmup", "1"] + extra, logf)
+                got = parse_llmk(out) if rc == 0 else {}
+                if "decode" in got:
+                    contended["llmk"].append(got["decode"])
+        finally:
+            busy.kill()
+
     bw_end = {t: membw(membw_bin, t, logf) for t in threads}
     log("membw at end: " + ", ".join(f"{t} threads {fmt(v, '.2f')} GB/s" for t, v in bw_end.items()))
     elapsed = time.time() - started
@@ -339,6 +365,16 @@ def main():
                                  f"{fmt(gc, '.2f') if dec else ''} |")
     lines += ["", f"Weight bytes per decode token: " + ", ".join(
         f"{s} {d} {make_models.weight_bytes_per_token(s, d) / 1e6:.1f} MB" for s in shapes for d in dtypes) + "."]
+    if a.contended:
+        s, d, t = shapes[0], dtypes[0], max(threads)
+        lines += ["", f"Decode of {s} {d} at {t} threads while one busy process (`sh -c 'while :; do :; done'`) "
+                  "competes for a core; share = contended / idle median of the table above:", "",
+                  "| engine | contended tok/s | idle tok/s | share |", "|---|---:|---:|---:|"]
+        for peer in ("llmk", "llama.cpp"):
+            idle = med(samples.get((s, d, t, "decode"), {}).get(peer, []))
+            busy_med = med(contended[peer])
+            share = busy_med / idle if busy_med and idle else None
+            lines.append(f"| {peer} | {fmt(busy_med)} | {fmt(idle)} | {fmt(100 * share if share else None, '.0f')}% |")
     if failures:
         lines += ["", "Failed runs:", ""] + [f"- {f}" for f in failures]
     lines += ["", "<details><summary>Samples (tok/s per repeat)</summary>", "",
