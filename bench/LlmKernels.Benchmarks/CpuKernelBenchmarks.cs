@@ -10,6 +10,10 @@ namespace LlmKernels.Benchmarks;
 public class CpuKernelBenchmarks
 {
     private const int Rows = 64, Hidden = 4096, Intermediate = 11008;
+    /// <summary>The CPU kernels of the context: the reference and the fast path, side by side in one run.</summary>
+    [Params(LlmkCpuKernels.Reference, LlmkCpuKernels.Fast)]
+    public LlmkCpuKernels CpuKernels { get; set; }
+
     private Context _ctx = null!;
     private Tensor _x = null!, _weight = null!, _normOut = null!, _gateUp = null!, _actOut = null!;
     private float[] _hx = null!, _hweight = null!, _hout = null!, _hgate = null!, _hup = null!, _hact = null!;
@@ -17,7 +21,7 @@ public class CpuKernelBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _ctx = Context.CreateCpu();
+        _ctx = Context.CreateCpu(0, CpuKernels);
         var rng = new Random(1);
         _hx = Random(rng, Rows * Hidden);
         _hweight = Random(rng, Hidden);

@@ -12,6 +12,10 @@ public class CpuModelBenchmarks
     private const int Rows = 16, In = 2048, Out = 2048;
     private const int Experts = 8, TopK = 2, Hidden = 2048;
 
+    /// <summary>The CPU kernels of the context: the reference and the fast path, side by side in one run.</summary>
+    [Params(LlmkCpuKernels.Reference, LlmkCpuKernels.Fast)]
+    public LlmkCpuKernels CpuKernels { get; set; }
+
     private Context _ctx = null!;
     private Tensor _q = null!, _k = null!, _v = null!, _attnOut = null!, _positions = null!;
     private Tensor _x = null!, _w = null!, _y = null!;
@@ -21,7 +25,7 @@ public class CpuModelBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _ctx = Context.CreateCpu();
+        _ctx = Context.CreateCpu(0, CpuKernels);
         var rng = new Random(2);
         _q = Random(rng, Tokens * Heads * HeadDim, LlmkDtype.F32, 1, Tokens, Heads, HeadDim);
         _k = Random(rng, Tokens * KvHeads * HeadDim, LlmkDtype.F32, 1, Tokens, KvHeads, HeadDim);

@@ -278,7 +278,8 @@ public static unsafe partial class NativeMethods
     /// <summary>
     /// A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
     /// LLMK_CPU_KERNELS_REFERENCE, out_context). num_threads &lt;= 0 picks the physical cores this process may run
-    /// on. The reference's results do not depend on the thread count.
+    /// on; more than 8 x the logical CPUs (at least 64) gives LLMK_STATUS_INVALID_ARGUMENT. The reference's
+    /// results do not depend on the thread count.
     /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_create_cpu(int num_threads, nint* out_context);

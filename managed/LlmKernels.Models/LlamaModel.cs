@@ -246,6 +246,14 @@ public sealed class LlamaModel : IDisposable
         var v = s.Get("v", kvHeads * hd);
         var attn = s.Get("attn", heads * hd);
         var o = s.Get("o", c.HiddenSize);
+        // The views every layer uses, made once per call: [tokens, heads, head_dim] for RoPE and
+        // [1, tokens, heads, head_dim] for attention.
+        var qHeads = q.Reshape(n, heads, hd);
+        var kHeads = k.Reshape(n, kvHeads, hd);
+        var qBatch = q.Reshape(1, n, heads, hd);
+        var kBatch = k.Reshape(1, n, kvHeads, hd);
+        var vBatch = v.Reshape(1, n, kvHeads, hd);
+        var attnBatch = attn.Reshape(1, n, heads, hd);
 
         // x = embedding rows of the tokens
         Kernels.Embedding(ctx, _embed, ids, x);
@@ -260,17 +268,16 @@ public sealed class LlamaModel : IDisposable
             Kernels.Linear(ctx, h, L.Wk, L.Bk, k);
             Kernels.Linear(ctx, h, L.Wv, L.Bv, v);
             // rotate q and k by their positions
-            Kernels.Rope(ctx, pos, rope, q.Reshape(n, heads, hd), k.Reshape(n, kvHeads, hd));
+            Kernels.Rope(ctx, pos, rope, qHeads, kHeads);
             // append k, v to the layer's cache; attn = causal (windowed) attention of q over the cache
-            Kernels.AttentionKvCache(ctx, q.Reshape(1, n, heads, hd), cache.Keys[l], cache.Values[l],
-                                     k.Reshape(1, n, kvHeads, hd), v.Reshape(1, n, kvHeads, hd), seqlens,
-                                     attn.Reshape(1, n, heads, hd), L.Attention with { algorithm = (int)AttentionAlgorithm });
+            Kernels.AttentionKvCache(ctx, qBatch, cache.Keys[l], cache.Values[l], kBatch, vBatch, seqlens, attnBatch,
+                                     L.Attention with { algorithm = (int)AttentionAlgorithm });
             // o = attn . Wo^T
             Kernels.Linear(ctx, attn, L.Wo, L.Bo, o);
             // x += o; h = rmsnorm(x) * post_attention_layernorm
             Kernels.AddRmsNorm(ctx, o, x, L.PostNorm, eps, h);
             // o = mlp(h): down(silu(gate(h)) * up(h)), or the top-k mixture of such experts
-            if (L.Experts is null) Mlp(L.Gate!, L.Up!, L.Down!, L.BGate, L.BUp, L.BDown, h, o, "mlp");
+            if (L.Experts is null) Mlp(L.Gate!, L.Up!, L.Down!, L.BGate, L.BUp, L.BDown, h, o, Dense);
             else Moe(L, h, o, n);
             // x += o
             Kernels.Add(ctx, x, o, x);
@@ -288,13 +295,17 @@ public sealed class LlamaModel : IDisposable
         else output.ToFloatArray().CopyTo(logits); // half-precision activations (CUDA): widened on the host
     }
 
+    /// <summary>The scratch buffers' names of a SwiGLU block (constants, so a decode step builds no strings).</summary>
+    private sealed record MlpScratch(string Gate, string Up);
+    private static readonly MlpScratch Dense = new("mlp.gate", "mlp.up"), Expert = new("expert.gate", "expert.up");
+
     /// <summary>output = (act(input . gate^T) * (input . up^T)) . down^T, SwiGLU.</summary>
     private void Mlp(Tensor gate, Tensor up, Tensor down, Tensor? bGate, Tensor? bUp, Tensor? bDown,
-                     Tensor input, Tensor output, string scratch)
+                     Tensor input, Tensor output, MlpScratch scratch)
     {
         long rows = input.Dim(0);
-        var g = _scratch.Get(scratch + ".gate", Config.IntermediateSize, rows);
-        var u = _scratch.Get(scratch + ".up", Config.IntermediateSize, rows);
+        var g = _scratch.Get(scratch.Gate, Config.IntermediateSize, rows);
+        var u = _scratch.Get(scratch.Up, Config.IntermediateSize, rows);
         Kernels.Linear(Context, input, gate, bGate, g);
         Kernels.Linear(Context, input, up, bUp, u);
         Kernels.GatedActivationSplit(Context, LlmkActivation.Silu, g, u, g);
@@ -331,7 +342,7 @@ public sealed class LlamaModel : IDisposable
             int count = bounds[e + 1] - bounds[e];
             if (count == 0) continue;
             var (w1, w2, w3) = L.Experts![e];
-            Mlp(w1, w3, w2, null, null, null, permuted.Slice(0, bounds[e], count), expertOut.Slice(0, bounds[e], count), "expert");
+            Mlp(w1, w3, w2, null, null, null, permuted.Slice(0, bounds[e], count), expertOut.Slice(0, bounds[e], count), Expert);
         }
         // output[t] = sum over slots of weight * expert row
         Kernels.MoeUnpermute(ctx, expertOut, weights, permutedRows, output);
@@ -378,6 +389,7 @@ public sealed class LlamaModel : IDisposable
     private sealed class Scratch(Context ctx, LlmkDtype dtype) : IDisposable
     {
         private readonly Dictionary<string, Tensor> _buffers = new();
+        private readonly Dictionary<string, Tensor> _views = new(); // the last view handed out per name
         private long _rows;
 
         public void Begin(long rows) => _rows = rows;
@@ -391,8 +403,11 @@ public sealed class LlamaModel : IDisposable
             {
                 buffer?.Dispose();
                 _buffers[name] = buffer = ctx.Allocate(t, Math.Max(rows, buffer?.Dim(0) ?? 0), width);
+                _views.Remove(name);
             }
-            return buffer.Slice(0, 0, rows);
+            // Decode steps ask for the same rows every time: the view is kept, not made again.
+            if (_views.TryGetValue(name, out var view) && view.Dim(0) == rows) return view;
+            return _views[name] = buffer.Slice(0, 0, rows);
         }
 
         public void Dispose()

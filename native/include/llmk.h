@@ -126,7 +126,8 @@ typedef enum llmk_cpu_kernels {
 
 /* A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
  * LLMK_CPU_KERNELS_REFERENCE, out_context). num_threads <= 0 picks the physical cores this process may run
- * on. The reference's results do not depend on the thread count. */
+ * on; more than 8 x the logical CPUs (at least 64) gives LLMK_STATUS_INVALID_ARGUMENT. The reference's
+ * results do not depend on the thread count. */
 LLMK_API llmk_status llmk_context_create_cpu(int32_t num_threads, llmk_context** out_context);
 
 /* A CPU context running the given kernels (llmk_cpu_kernels). A flavour this CPU or build cannot run gives

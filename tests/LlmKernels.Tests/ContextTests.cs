@@ -15,6 +15,39 @@ public class ContextTests
     }
 
     [Test]
+    public void CpuContextsSayWhichKernelsAndThreadsTheyRun()
+    {
+        using var fast = Context.CreateCpu();
+        Assert.That(fast.CpuKernels, Is.AnyOf(LlmkCpuKernels.Portable, LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512),
+                    "Fast resolves to a flavour");
+        Assert.That(fast.Threads, Is.InRange(1, Environment.ProcessorCount));
+        Assert.That(fast.ToString(), Is.EqualTo($"cpu ({Context.CpuKernelsName(fast.CpuKernels)}, {fast.Threads} thread{(fast.Threads == 1 ? "" : "s")})"));
+        using var reference = Context.CreateCpu(3, LlmkCpuKernels.Reference);
+        Assert.That((reference.CpuKernels, reference.Threads), Is.EqualTo((LlmkCpuKernels.Reference, 3)));
+        Assert.That(reference.ToString(), Is.EqualTo("cpu (reference, 3 threads)"));
+        // The portable flavour runs on any CPU; Fast picks the best one available.
+        Assert.That(Context.CpuKernelsAvailable(LlmkCpuKernels.Portable, out var none), Is.True, none);
+        if (Context.CpuKernelsAvailable(LlmkCpuKernels.Avx512, out _))
+            Assert.That(fast.CpuKernels, Is.EqualTo(LlmkCpuKernels.Avx512));
+        else if (Context.CpuKernelsAvailable(LlmkCpuKernels.Avx2, out _))
+            Assert.That(fast.CpuKernels, Is.EqualTo(LlmkCpuKernels.Avx2));
+    }
+
+    [Test]
+    public void CpuContextArgumentsAreChecked()
+    {
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Context.CreateCpu(int.MaxValue), "llmk_context_create_cpu",
+                                 "num_threads = 2147483647", "logical CPUs");
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Context.CreateCpu(1, (LlmkCpuKernels)99), "kernels = 99");
+        foreach (var kernels in new[] { LlmkCpuKernels.Avx2, LlmkCpuKernels.Avx512 })
+            if (!Context.CpuKernelsAvailable(kernels, out var why))
+            {
+                Assert.That(why, Does.Contain(Context.CpuKernelsName(kernels)));
+                TestSupport.ExpectStatus(LlmkStatus.Unavailable, () => Context.CreateCpu(1, kernels), "cannot run");
+            }
+    }
+
+    [Test]
     public void LoaderSaysWhatItLoadedAndWhyNotCuda()
     {
         var info = NativeLibraryLoader.Loaded;

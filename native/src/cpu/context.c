@@ -111,21 +111,35 @@ static int32_t physical_cores(void) {
 #endif
 }
 
+/* Logical CPUs online; 1 when unknown. */
+static int32_t logical_cpus(void) {
+    int32_t n = 0;
+#if defined(_OPENMP)
+    n = omp_get_num_procs();
+#elif defined(_SC_NPROCESSORS_ONLN)
+    n = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+#endif
+    return n > 0 ? n : 1;
+}
+
+enum { THREADS_PER_CPU = 8, MIN_THREAD_LIMIT = 64 };
+
 llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads, int32_t kernels) {
     const llmk_cpu_kernel_table* table = NULL;
     int32_t resolved = kernels;
     LLMK_TRY(llmk_cpu_kernels_table(kernels, &table, &resolved));
+    /* More threads than this only oversubscribes the cores (and each costs a stack and scratch). */
+    const int32_t cpus = logical_cpus();
+    const int32_t limit = cpus * THREADS_PER_CPU > MIN_THREAD_LIMIT ? cpus * THREADS_PER_CPU : MIN_THREAD_LIMIT;
+    if (num_threads > limit)
+        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT,
+                         "llmk_context_create_cpu: num_threads = %d is more than %d (%d x the %d logical CPUs, at "
+                         "least %d); 0 picks one per physical core",
+                         (int)num_threads, (int)limit, THREADS_PER_CPU, (int)cpus, MIN_THREAD_LIMIT);
     if (num_threads <= 0) {
         num_threads = physical_cores();
-#if defined(_OPENMP)
         if (num_threads <= 0)
-            num_threads = omp_get_num_procs();
-#elif defined(_SC_NPROCESSORS_ONLN)
-        if (num_threads <= 0)
-            num_threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
-#endif
-        if (num_threads <= 0)
-            num_threads = 1;
+            num_threads = cpus;
     }
     ctx->num_threads = num_threads;
     ctx->device_type = LLMK_DEVICE_TYPE_CPU;

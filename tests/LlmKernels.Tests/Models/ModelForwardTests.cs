@@ -184,6 +184,28 @@ public class ModelForwardTests
         Assert.That(cache.Length, Is.EqualTo(3), "a refused call leaves the cache as it was");
     }
 
+    /// <summary>A decode step into the caller's logits allocates no native memory and only a few managed views
+    /// (what a step used to allocate: a logits array of vocab floats and three native input tensors).</summary>
+    [Test]
+    public void DecodeStepsAllocateAlmostNothing()
+    {
+        using var ctx = Context.CreateCpu();
+        using var model = TinyModels.Load(ctx, "tiny-llama", TestSupport.SeedFor("tiny-llama"));
+        using var cache = model.CreateCache(64);
+        var logits = new float[model.Config.VocabSize];
+        model.Forward([1, 2, 3, 4], cache, logits);
+        model.Forward([5], cache, logits); // warm: scratch views for one row
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        const int steps = 20;
+        for (int i = 0; i < steps; i++)
+            model.Forward([6 + i], cache, logits);
+        long perStep = (GC.GetAllocatedBytesForCurrentThread() - before) / steps;
+        TestContext.Out.WriteLine($"{perStep} managed bytes per decode step (vocab {model.Config.VocabSize})");
+        Assert.That(perStep, Is.LessThan(MaxManagedBytesPerStep));
+    }
+
+    private const int MaxManagedBytesPerStep = 4096;
+
     [TestCase("tiny-llama")]
     [TestCase("tiny-mixtral")]
     public void ResultsDoNotDependOnThreadCount(string preset)
