@@ -47,6 +47,7 @@ public static partial class Checks
         yield return new("1x775 -> 300, bf16 weight (decode)", 1, 775, 300, WeightDType: LlmkDtype.Bf16);
         yield return new("2x1000 -> 41, f16 weight (decode)", 2, 1000, 41, WeightDType: LlmkDtype.F16);
         yield return new("130x96 -> 50, f16 weight (three row blocks)", 130, 96, 50, WeightDType: LlmkDtype.F16, Bias: false);
+        yield return new("33x700 -> 40, bf16 weight (k in blocks)", 33, 700, 40, WeightDType: LlmkDtype.Bf16);
         yield return new("4x0 -> 9 (y = bias)", 4, 0, 9);
     }
 

@@ -10,6 +10,9 @@
  * claims item i of its epoch with one compare-and-swap and can never claim an item of a later job. Idle
  * workers spin briefly (jobs of one decode step follow each other within microseconds), then yield, then
  * sleep on the condition variable. */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime and CLOCK_MONOTONIC under -std=c11 */
+#endif
 #include "cpu_threads.h"
 #include "internal.h"
 

@@ -14,14 +14,24 @@ cuda_src=${CUDA_SRC:-$root/native/src/cuda} # another copy of the kernels, e.g. 
 work=$(mktemp -d "${TMPDIR:-/tmp}/llmk_cuda_emu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 sanitize=(-fsanitize=undefined -fno-sanitize-recover=undefined)
-includes=(-I"$work" -I"$here" -I"$root/native/include" -I"$root/native/src/core" -I"$cuda_src" ${CUDA_HOME:+-I"$CUDA_HOME/include"})
+includes=(-I"$work" -I"$here" -I"$root/native/include" -I"$root/native/src/core" -I"$root/native/src/cpu" -I"$cuda_src"
+          ${CUDA_HOME:+-I"$CUDA_HOME/include"})
 objects=()
-for c in "$root"/native/src/core/*.c "$root"/native/src/api/*.c "$root"/native/src/cpu/*.c; do
+pids=()
+for c in "$root"/native/src/core/*.c "$root"/native/src/api/*.c "$root"/native/src/cpu/*.c "$root"/native/src/cpu_fast/*.c; do
   o="$work/$(basename "$(dirname "$c")")_$(basename "$c" .c).o"
-  "$cc" -std=c11 -O1 -g -w "${sanitize[@]}" -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" -c "$c" -o "$o" &
+  # The fast CPU flavours need their ISA flags, as native/CMakeLists.txt gives them.
+  case "$(basename "$c")" in
+    avx2.c) isa=(-mavx2 -mfma -mf16c) ;;
+    avx512.c) isa=(-mavx512f -mavx512bw -mavx512vl -mfma -mf16c) ;;
+    *) isa=() ;;
+  esac
+  "$cc" -std=c11 -O1 -g -w -pthread "${isa[@]}" "${sanitize[@]}" -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
+    -c "$c" -o "$o" &
+  pids+=($!)
   objects+=("$o")
 done
-wait
+for pid in "${pids[@]}"; do wait "$pid"; done # a failed compile stops here, not at the link
 for name in elementwise norm activation rope linear moe; do
   python3 "$here/preprocess.py" "$cuda_src/$name.cu" "$work/$name.cpp"
 done
@@ -33,5 +43,5 @@ for src in "$work"/*.cpp "$here/fake_backend.cpp"; do
     -c "$src" -o "$o"
   objects+=("$o")
 done
-"$cxx" "${sanitize[@]}" "${objects[@]}" -lm -o "$work/llmk_cuda_emu"
+"$cxx" "${sanitize[@]}" "${objects[@]}" -lm -pthread -o "$work/llmk_cuda_emu"
 "$work/llmk_cuda_emu" "${@:---check-only}"
