@@ -55,6 +55,9 @@ public static partial class Checks
         yield return new("add_rms hidden 4095, 3 rows, bf16 weight", 3, 4095, AddResidual: true, WeightDType: LlmkDtype.Bf16);
         yield return new("add_rms gemma hidden 5120, 2 rows", 2, 5120, Gemma: true, AddResidual: true);
         yield return new("add_rms in place strided hidden 33 (+3), 17 rows", 17, 33, AddResidual: true, InPlace: true, RowPadding: 3);
+        // Enough work (32K elements or more) for the fast path to split the rows over its threads.
+        yield return new("rms hidden 768, 70 rows (rows over threads)", 70, 768);
+        yield return new("add_rms in place strided hidden 1000 (+4), 41 rows (rows over threads)", 41, 1000, AddResidual: true, InPlace: true, RowPadding: 4);
     }
 
     public static IEnumerable<KernelCheck> NormChecks() =>

@@ -119,6 +119,7 @@ public static partial class Checks
         yield return new("gptj fused qkv partial 32/64 i32 positions", Rope.Create(10000, gptj, rotaryDim: 32), 11, 3, 1, 64,
                          FusedQkv: true, Int32Positions: true);
         yield return new("neox positions up to 1e6", Rope.Create(500000), 8, 2, 1, 128, MaxPosition: 1_000_000);
+        yield return new("neox 300 tokens 8/2 heads d64 (tokens over threads)", Rope.Create(10000), 300, 8, 2, 64);
     }
 
     public static IEnumerable<KernelCheck> RopeChecks() =>

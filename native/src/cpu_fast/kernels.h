@@ -24,6 +24,7 @@ static llmk_status fast_leave(llmk_context* ctx, llmk_status status) {
 #include "linear.h"
 #include "attention.h"
 #include "activation.h"
+#include "rows.h"
 
 #define LLMK_FAST_REFERENCE_ENTRY(name, params) .name = llmk_cpu_##name,
 #define LLMK_FAST_TABLE(table)                                         \
@@ -35,5 +36,8 @@ static llmk_status fast_leave(llmk_context* ctx, llmk_status status) {
         .attention = fast_attention,                                   \
         .attention_kvcache = fast_attention_kvcache,                   \
         .gated_activation_split = fast_gated_activation_split,         \
+        .rms_norm = fast_rms_norm,                                     \
+        .add_rms_norm = fast_add_rms_norm,                             \
+        .rope = fast_rope,                                             \
     };                                                                 \
     _Pragma("GCC diagnostic pop")
