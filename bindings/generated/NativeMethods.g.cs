@@ -68,9 +68,9 @@ public enum LlmkDeviceType : int
 /// <summary>
 /// The kernels a CPU context runs. The reference is the oracle: plain C, one fixed summation order, the same
 /// bits for any thread count. The fast kernels (vectorized, FMA, weights widened in registers) answer to the
-/// same oracles; their bits depend on the flavour, never on the thread count or on how rows are batched
-/// (a token decoded alone gets the bits it gets inside a prefill). Kernels without a fast version run the
-/// reference in every flavour.
+/// same oracles; their bits depend on the flavour, never on the thread count. Unlike the reference, a row
+/// computed alone (decode) need not get the bits it gets inside a larger call (prefill): the two take
+/// different tiles. Kernels without a fast version run the reference in every flavour.
 /// </summary>
 public enum LlmkCpuKernels : int
 {

@@ -4,7 +4,7 @@ using LlmKernels.Models.Safetensors;
 namespace LlmKernels.Models;
 
 /// <summary>
-/// Receives the residual stream [tokens, hidden] during <see cref="LlamaModel.Forward"/>: index 0 is the
+/// Receives the residual stream [tokens, hidden] during <see cref="LlamaModel.Forward(ReadOnlySpan{int}, KvCache, Span{float}, bool, LayerHook?)"/>: index 0 is the
 /// embedding output and index l + 1 the output of layer l, as transformers' hidden_states (before the
 /// final norm). The tensor is scratch memory: copy what you keep (ToFloatArray).
 /// </summary>
@@ -66,7 +66,7 @@ public sealed class LlamaModel : IDisposable
     private readonly Tensor _embed, _finalNorm, _lmHead;             // [vocab, hidden], [hidden], [vocab, hidden]
     private readonly Layer[] _layers;
     private readonly Scratch _scratch;
-    private int[] _positions = new int[64];                         // host staging of positions (and the cache length)
+    private int[] _positions = new int[64];                         // host staging of the positions
     private int[] _expertBounds = [];                               // host copy of the MoE expert offsets
     private bool _disposed;
 
@@ -227,7 +227,7 @@ public sealed class LlamaModel : IDisposable
         var s = _scratch;
         s.Begin(n);
 
-        if (_positions.Length < n + 1) _positions = new int[Math.Max(n + 1, 2 * _positions.Length)];
+        if (_positions.Length < n) _positions = new int[Math.Max(n, 2 * _positions.Length)];
         var positions = _positions.AsSpan(0, n);
         for (int i = 0; i < n; i++) positions[i] = start + i;
         var ids = s.Get("ids", 1, type: LlmkDtype.I32).Reshape(n);
@@ -235,8 +235,7 @@ public sealed class LlamaModel : IDisposable
         var seqlens = s.Get("seqlens", 1, 1, LlmkDtype.I32).Reshape(1);
         ids.CopyFrom(tokens);
         pos.CopyFrom<int>(positions);
-        _positions[n] = start; // one int past the positions: the cache length before this call
-        seqlens.CopyFrom<int>(_positions.AsSpan(n, 1));
+        seqlens.CopyFrom(new ReadOnlySpan<int>(in start)); // the cache length before this call
         var rope = RopeParams(start + n);
 
         var x = s.Get("x", c.HiddenSize);                 // residual stream [n, hidden]

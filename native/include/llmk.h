@@ -112,9 +112,9 @@ typedef struct llmk_context llmk_context;
 
 /* The kernels a CPU context runs. The reference is the oracle: plain C, one fixed summation order, the same
  * bits for any thread count. The fast kernels (vectorized, FMA, weights widened in registers) answer to the
- * same oracles; their bits depend on the flavour, never on the thread count or on how rows are batched
- * (a token decoded alone gets the bits it gets inside a prefill). Kernels without a fast version run the
- * reference in every flavour. */
+ * same oracles; their bits depend on the flavour, never on the thread count. Unlike the reference, a row
+ * computed alone (decode) need not get the bits it gets inside a larger call (prefill): the two take
+ * different tiles. Kernels without a fast version run the reference in every flavour. */
 typedef enum llmk_cpu_kernels {
     LLMK_CPU_KERNELS_REFERENCE = 0,
     LLMK_CPU_KERNELS_FAST = 1,     /* the best flavour below that this CPU and build support */

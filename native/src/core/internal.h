@@ -196,8 +196,9 @@ static inline int64_t llmk_load_index(const void* data, int32_t dtype, int64_t i
 llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads, int32_t kernels);
 
 /* The kernel table of a CPU flavour (llmk_cpu_kernels), with what FAST resolves to; UNAVAILABLE with the
- * reason when this CPU or build cannot run it (cpu_fast/flavors.c). */
-llmk_status llmk_cpu_kernels_table(int32_t kernels, const llmk_cpu_kernel_table** out_table, int32_t* out_resolved);
+ * reason when this CPU or build cannot run it (cpu_fast/flavors.c). fn names the caller in the message. */
+llmk_status llmk_cpu_kernels_table(const char* fn, int32_t kernels, const llmk_cpu_kernel_table** out_table,
+                                   int32_t* out_resolved);
 
 /* KV-cache step of the reference (cpu/attention.c), shared with the fast kernels: checks that every
  * sequence fits, then writes k_new/v_new at rows [cache_seqlens[b], +new_len); kv_lens[b] = rows to attend. */

@@ -286,14 +286,14 @@ llmk_status llmk_cpu_attention(llmk_context* ctx, const llmk_tensor* q, const ll
 static void append_rows(const llmk_tensor* src, llmk_tensor* cache, int64_t b, int64_t start) {
     const int64_t new_len = src->shape[1], kv_heads = src->shape[2], head_dim = src->shape[3];
     const bool same = src->dtype == cache->dtype && src->strides[3] == 1 && cache->strides[3] == 1;
-    const size_t row_bytes = (size_t)head_dim * llmk_dtype_size(src->dtype);
+    const int64_t size = (int64_t)llmk_dtype_size(src->dtype); /* one dtype when same */
+    const size_t row_bytes = (size_t)(head_dim * size);
     for (int64_t t = 0; t < new_len; t++)
         for (int64_t h = 0; h < kv_heads; h++) {
             int64_t from = b * src->strides[0] + t * src->strides[1] + h * src->strides[2];
             int64_t to = b * cache->strides[0] + (start + t) * cache->strides[1] + h * cache->strides[2];
             if (same) { /* the same values as the conversion loop, without it */
-                memcpy((char*)cache->data + to * (int64_t)llmk_dtype_size(cache->dtype),
-                       (const char*)src->data + from * (int64_t)llmk_dtype_size(src->dtype), row_bytes);
+                memcpy((char*)cache->data + to * size, (const char*)src->data + from * size, row_bytes);
                 continue;
             }
             for (int64_t d = 0; d < head_dim; d++)

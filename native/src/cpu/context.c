@@ -127,7 +127,7 @@ enum { THREADS_PER_CPU = 8, MIN_THREAD_LIMIT = 64 };
 llmk_status llmk_cpu_context_init(llmk_context* ctx, int32_t num_threads, int32_t kernels) {
     const llmk_cpu_kernel_table* table = NULL;
     int32_t resolved = kernels;
-    LLMK_TRY(llmk_cpu_kernels_table(kernels, &table, &resolved));
+    LLMK_TRY(llmk_cpu_kernels_table("llmk_context_create_cpu_kernels", kernels, &table, &resolved));
     /* More threads than this only oversubscribes the cores (and each costs a stack and scratch). */
     const int32_t cpus = logical_cpus();
     const int32_t limit = cpus * THREADS_PER_CPU > MIN_THREAD_LIMIT ? cpus * THREADS_PER_CPU : MIN_THREAD_LIMIT;

@@ -63,7 +63,6 @@ struct llmk_thread_pool {
     void* arg;
     int64_t items;
     uint32_t epoch;
-    int workers;
     int started;
     pthread_t* threads;
 };
@@ -144,7 +143,6 @@ static llmk_thread_pool* pool_create(int workers) {
         return NULL;
     }
     pthread_cond_init(&pool->wake, NULL);
-    pool->workers = workers;
     for (int i = 0; i < workers; i++) {
         worker_start* start = (worker_start*)malloc(sizeof *start);
         if (!start)

@@ -201,8 +201,18 @@ static void attention_item(void* arg, int64_t task, int thread) {
     attention_task(job->P, b, g, block * job->P->q_block, job->scratch + (size_t)thread * (size_t)job->per_thread);
 }
 
+enum { ATTN_MAX_BATCH = 64 }; /* sequence lengths live on the stack */
+
 static bool attention_is_fast(const llmk_tensor* t) {
     return t->dtype == LLMK_DTYPE_F32 && t->strides[3] == 1;
+}
+
+/* What the fast attention takes: f32 rows with contiguous head_dim, a batch whose lengths fit on the stack, and
+ * not the naive algorithm (a reference algorithm, which the reference runs). */
+static bool attention_fast_case(const llmk_tensor* q, const llmk_tensor* k, const llmk_tensor* v,
+                                const llmk_tensor* out, const llmk_attention_params* params) {
+    return attention_is_fast(q) && attention_is_fast(k) && attention_is_fast(v) && attention_is_fast(out) &&
+           q->shape[0] <= ATTN_MAX_BATCH && params->algorithm != LLMK_ATTENTION_ALGORITHM_NAIVE;
 }
 
 static llmk_status fast_attend(llmk_context* ctx, const llmk_tensor* q, const llmk_tensor* k,
@@ -240,11 +250,9 @@ static llmk_status fast_attend(llmk_context* ctx, const llmk_tensor* q, const ll
 static llmk_status fast_attention(llmk_context* ctx, const llmk_tensor* q, const llmk_tensor* k,
                                   const llmk_tensor* v, const llmk_tensor* alibi_slopes,
                                   const llmk_attention_params* params, llmk_tensor* out, llmk_tensor* lse) {
-    enum { MAX_BATCH = 64 };
-    if (!attention_is_fast(q) || !attention_is_fast(k) || !attention_is_fast(v) || !attention_is_fast(out) ||
-        q->shape[0] > MAX_BATCH || params->algorithm == LLMK_ATTENTION_ALGORITHM_NAIVE)
+    if (!attention_fast_case(q, k, v, out, params))
         return llmk_cpu_attention(ctx, q, k, v, alibi_slopes, params, out, lse);
-    int64_t kv_lens[MAX_BATCH];
+    int64_t kv_lens[ATTN_MAX_BATCH];
     for (int64_t b = 0; b < q->shape[0]; b++)
         kv_lens[b] = k->shape[1];
     return fast_attend(ctx, q, k, v, kv_lens, alibi_slopes, params, out, lse, "llmk_attention");
@@ -255,12 +263,10 @@ static llmk_status fast_attention_kvcache(llmk_context* ctx, const llmk_tensor* 
                                           const llmk_tensor* v_new, const llmk_tensor* cache_seqlens,
                                           const llmk_tensor* alibi_slopes, const llmk_attention_params* params,
                                           llmk_tensor* out, llmk_tensor* lse) {
-    enum { MAX_BATCH = 64 };
-    if (!attention_is_fast(q) || !attention_is_fast(k_cache) || !attention_is_fast(v_cache) ||
-        !attention_is_fast(out) || q->shape[0] > MAX_BATCH || params->algorithm == LLMK_ATTENTION_ALGORITHM_NAIVE)
+    if (!attention_fast_case(q, k_cache, v_cache, out, params))
         return llmk_cpu_attention_kvcache(ctx, q, k_cache, v_cache, k_new, v_new, cache_seqlens, alibi_slopes,
                                           params, out, lse);
-    int64_t kv_lens[MAX_BATCH];
+    int64_t kv_lens[ATTN_MAX_BATCH];
     LLMK_TRY(llmk_cpu_kvcache_append(ctx, k_cache, v_cache, k_new, v_new, cache_seqlens, q->shape[0], kv_lens));
     return fast_attend(ctx, q, k_cache, v_cache, kv_lens, alibi_slopes, params, out, lse, "llmk_attention_kvcache");
 }

@@ -55,11 +55,11 @@ const char* llmk_cpu_kernels_name(int32_t kernels) {
     }
 }
 
-llmk_status llmk_cpu_kernels_table(int32_t kernels, const llmk_cpu_kernel_table** out_table,
+llmk_status llmk_cpu_kernels_table(const char* fn, int32_t kernels, const llmk_cpu_kernel_table** out_table,
                                    int32_t* out_resolved) {
     if (kernels < 0 || kernels >= LLMK_CPU_KERNELS_COUNT)
         return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT,
-                         "llmk_context_create_cpu_kernels: kernels = %d is not an llmk_cpu_kernels value", (int)kernels);
+                         "%s: kernels = %d is not an llmk_cpu_kernels value", fn, (int)kernels);
     if (kernels == LLMK_CPU_KERNELS_FAST) {
 #if LLMK_X86
         kernels = !missing(LLMK_CPU_KERNELS_AVX512) ? LLMK_CPU_KERNELS_AVX512
@@ -76,12 +76,12 @@ llmk_status llmk_cpu_kernels_table(int32_t kernels, const llmk_cpu_kernel_table*
 #if LLMK_X86
         const char* why = missing(kernels);
         if (why)
-            return llmk_fail(LLMK_STATUS_UNAVAILABLE, "llmk_context_create_cpu_kernels: this CPU cannot run the %s kernels: %s",
+            return llmk_fail(LLMK_STATUS_UNAVAILABLE, "%s: this CPU cannot run the %s kernels: %s", fn,
                              llmk_cpu_kernels_name(kernels), why);
         *out_table = kernels == LLMK_CPU_KERNELS_AVX2 ? &llmk_cpu_avx2_kernels : &llmk_cpu_avx512_kernels;
 #else
         return llmk_fail(LLMK_STATUS_UNAVAILABLE,
-                         "llmk_context_create_cpu_kernels: the %s kernels exist only in x86-64 builds of libllmk",
+                         "%s: the %s kernels exist only in x86-64 builds of libllmk", fn,
                          llmk_cpu_kernels_name(kernels));
 #endif
     }
@@ -93,5 +93,5 @@ llmk_status llmk_cpu_kernels_table(int32_t kernels, const llmk_cpu_kernel_table*
 llmk_status llmk_cpu_kernels_available(int32_t kernels) {
     const llmk_cpu_kernel_table* table;
     int32_t resolved;
-    return llmk_cpu_kernels_table(kernels, &table, &resolved);
+    return llmk_cpu_kernels_table("llmk_cpu_kernels_available", kernels, &table, &resolved);
 }

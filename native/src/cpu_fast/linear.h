@@ -167,7 +167,7 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
     row_block = row_block < TILE_R ? TILE_R : row_block > 128 ? 128 : row_block / TILE_R * TILE_R;
     const int64_t row_blocks = (rows + row_block - 1) / row_block;
     int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
-    const int64_t unit = TILE_C * 4;
+    const int64_t unit = TILE_C * 4; /* chunks of whole prefill tiles, four at least */
     chunk = chunk < unit ? unit : chunk > 256 ? 256 : chunk / unit * unit;
     job.row_block = row_block;
     job.chunk = chunk;
