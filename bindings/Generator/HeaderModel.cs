@@ -61,11 +61,16 @@ internal static class Naming
     /// <summary>A C identifier usable in C#: keywords get the verbatim prefix (params -> @params).</summary>
     public static string Identifier(string cName) => Keywords.Contains(cName) ? "@" + cName : cName;
 
+    /// <summary>snake_case to PascalCase; an underscore after a digit stays (Q8_0 and Q4_K, not Q80 and Q4K).</summary>
     private static string Pascal(string snake)
     {
         var builder = new StringBuilder(snake.Length);
         foreach (var part in snake.Split('_', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (builder.Length > 0 && char.IsDigit(builder[^1]))
+                builder.Append('_');
             builder.Append(char.ToUpperInvariant(part[0])).Append(part[1..].ToLowerInvariant());
+        }
         return builder.ToString();
     }
 

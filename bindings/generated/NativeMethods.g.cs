@@ -54,7 +54,24 @@ public enum LlmkDtype : int
     Bf16 = 2,
     I32 = 3,
     I64 = 4,
-    Count = 5,
+    /// <summary>blocks of 32: f16 scale d, 32 x int8 q; x = d * q (34 bytes)</summary>
+    Q8_0 = 5,
+    /// <summary>
+    /// blocks of 32: f16 d, 16 bytes of nibbles; x[i] = d * (q[i] - 8), i &lt; 16 in the low
+    /// nibbles, i &gt;= 16 in the high ones (18 bytes)
+    /// </summary>
+    Q4_0 = 6,
+    /// <summary>
+    /// super-blocks of 256: f16 d and dmin, 8 x 6-bit scale and min, 4-bit q; x = d * scale *
+    /// q - dmin * min per 32 (144 bytes)
+    /// </summary>
+    Q4_K = 7,
+    /// <summary>
+    /// super-blocks of 256: 6-bit q in low and high planes, 16 x int8 scale, f16 d;
+    /// x = d * scale * (q - 32) per 16 (210 bytes)
+    /// </summary>
+    Q6_K = 8,
+    Count = 9,
 }
 
 /// <summary>C enum llmk_device_type.</summary>
@@ -271,9 +288,16 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern byte* llmk_version();
 
-    /// <summary>Bytes per element of a dtype, 0 for an unknown dtype.</summary>
+    /// <summary>Bytes per element of a dtype; 0 for an unknown or a block-quantized dtype (see llmk_dtype_block).</summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern nuint llmk_dtype_size(int dtype);
+
+    /// <summary>
+    /// Elements and bytes per block of a dtype: 1 and the element size for the plain dtypes, (32, 34) for Q8_0,
+    /// (32, 18) for Q4_0, (256, 144) for Q4_K, (256, 210) for Q6_K. LLMK_STATUS_DTYPE_MISMATCH for an unknown dtype.
+    /// </summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern LlmkStatus llmk_dtype_block(int dtype, long* out_elements, long* out_bytes);
 
     /// <summary>
     /// A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
@@ -374,16 +398,24 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_add(nint context, LlmkTensor* a, LlmkTensor* b, LlmkTensor* @out);
 
-    /// <summary>out = src converted to out's dtype (floating &lt;-&gt; floating, or integer &lt;-&gt; integer), any strides.</summary>
+    /// <summary>
+    /// out = src converted to out's dtype (floating &lt;-&gt; floating, or integer &lt;-&gt; integer), any strides. A quantized
+    /// dtype converts to or from a floating one on the CPU (a quantized side follows the block rules above):
+    /// dequantizing is exact; quantizing Q8_0 and Q4_0 rounds as GGUF's reference quantizers do, Q4_K and Q6_K
+    /// take each block's scales from its range (no search).
+    /// </summary>
     /// <param name="context"/>
     /// <param name="src">[d0, ..., dn]</param>
     /// <param name="out">[d0, ..., dn]</param>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_convert(nint context, LlmkTensor* src, LlmkTensor* @out);
 
-    /// <summary>out[t, :] = table[ids[t], :]. An id outside [0, vocab) gives LLMK_STATUS_OUT_OF_RANGE.</summary>
+    /// <summary>
+    /// out[t, :] = table[ids[t], :]. An id outside [0, vocab) gives LLMK_STATUS_OUT_OF_RANGE. The table may be
+    /// quantized (its rows are dequantized).
+    /// </summary>
     /// <param name="context"/>
-    /// <param name="table">[vocab, hidden] floating</param>
+    /// <param name="table">[vocab, hidden] floating or quantized</param>
     /// <param name="ids">[tokens] i32 or i64</param>
     /// <param name="out">[tokens, hidden] floating</param>
     [DllImport("llmk", ExactSpelling = true)]
@@ -392,6 +424,10 @@ public static unsafe partial class NativeMethods
     /// <summary>
     /// y = x . W^T (+ bias), the layout of torch.nn.Linear. x and y share a dtype; weight and bias may have
     /// their own floating dtypes. Accumulates in f32.
+    /// The weight may be quantized (CPU), in_features a multiple of its block. Then x is first rounded to 8 bits
+    /// in blocks of 32, as llama.cpp does for its integer dot products, and every backend and flavour computes
+    /// with that x: per block, in f32, d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)) (q = 0 when
+    /// d = 0), x = d * q.
     /// </summary>
     /// <param name="context"/>
     /// <param name="x">[rows, in_features]</param>

@@ -55,7 +55,7 @@ public sealed unsafe class Tensor : IDisposable
     internal static Tensor Allocate(Context context, LlmkDtype dtype, long[] shape)
     {
         CheckShape(shape);
-        ulong bytes = checked((ulong)ElementCountOf(shape) * (ulong)ElementSize(dtype));
+        ulong bytes = (ulong)ByteCount(dtype, ElementCountOf(shape));
         void* pointer;
         LlmKernels.Native.Check(NativeMethods.llmk_malloc(context.Pointer, bytes, &pointer));
         var buffer = new BufferHandle(context.Handle, (nint)pointer);
@@ -150,7 +150,7 @@ public sealed unsafe class Tensor : IDisposable
     }
 
     private Tensor View(long elementOffset, long[] shape, long[] strides) =>
-        new(Context, _buffer, _keepAlive, false, DataPointer + (nint)(elementOffset * ElementSize(DType)), DType, shape, strides);
+        new(Context, _buffer, _keepAlive, false, DataPointer + (nint)ByteCount(DType, elementOffset), DType, shape, strides);
 
     /// <summary>Copies raw bytes from the host; the tensor must be contiguous and the byte counts equal.</summary>
     public void CopyFrom<T>(ReadOnlySpan<T> source) where T : unmanaged
@@ -172,7 +172,7 @@ public sealed unsafe class Tensor : IDisposable
 
     public T[] ToArray<T>() where T : unmanaged
     {
-        var result = new T[checked(ElementCount * ElementSize(DType) / sizeof(T))];
+        var result = new T[checked(ByteCount(DType, ElementCount) / sizeof(T))];
         CopyTo<T>(result);
         return result;
     }
@@ -216,17 +216,22 @@ public sealed unsafe class Tensor : IDisposable
     {
         // Stage the byte range the view spans, overwrite the view's elements, write it back: works for any
         // strides and any device.
-        int size = ElementSize(DType);
         long extent = 1;
         for (int d = 0; d < Rank; d++)
             extent += (_shape[d] - 1) * _strides[d];
         if (ElementCount == 0)
             return;
-        var bytes = new byte[checked(extent * size)];
+        var bytes = new byte[checked(ByteCount(DType, extent))];
         fixed (byte* host = bytes)
         {
             LlmKernels.Native.Check(NativeMethods.llmk_download(Context.Pointer, host, (void*)DataPointer, (ulong)bytes.Length));
-            ForEachOffset(offset => bytes.AsSpan((int)(offset * size), size).Fill(0xFF));
+            if (IsQuantized(DType)) // blocks are contiguous rows: every byte of the span is the view's (NaN scales)
+                bytes.AsSpan().Fill(0xFF);
+            else
+            {
+                int size = ElementSize(DType);
+                ForEachOffset(offset => bytes.AsSpan((int)(offset * size), size).Fill(0xFF));
+            }
             LlmKernels.Native.Check(NativeMethods.llmk_upload(Context.Pointer, (void*)DataPointer, host, (ulong)bytes.Length));
         }
         GC.KeepAlive(this);
@@ -237,7 +242,7 @@ public sealed unsafe class Tensor : IDisposable
     {
         if (Context.IsCuda)
             throw new InvalidOperationException("AsSpan needs a CPU tensor; use CopyTo for device memory");
-        long bytes = CheckHostTransfer<T>(checked((int)(ElementCount * ElementSize(DType) / sizeof(T))));
+        long bytes = CheckHostTransfer<T>(checked((int)(ByteCount(DType, ElementCount) / sizeof(T))));
         return new Span<T>((void*)DataPointer, checked((int)(bytes / sizeof(T))));
     }
 
@@ -250,13 +255,35 @@ public sealed unsafe class Tensor : IDisposable
 
     public override string ToString() => $"Tensor({DType}, [{string.Join(", ", _shape)}], {Context})";
 
+    /// <summary>Bytes per element of a plain dtype; a quantized dtype has none (see <see cref="ByteCount"/>).</summary>
     public static int ElementSize(LlmkDtype dtype) => dtype switch
     {
         LlmkDtype.F32 or LlmkDtype.I32 => 4,
         LlmkDtype.F16 or LlmkDtype.Bf16 => 2,
         LlmkDtype.I64 => 8,
+        _ when IsQuantized(dtype) => throw new ArgumentException($"{dtype} is block-quantized: use ByteCount", nameof(dtype)),
         _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
     };
+
+    /// <summary>Whether a dtype is one of GGUF's block layouts (Q8_0, Q4_0, Q4_K, Q6_K).</summary>
+    public static bool IsQuantized(LlmkDtype dtype) => BlockOf(dtype).Elements > 1;
+
+    /// <summary>Elements and bytes per block: (1, element size) for the plain dtypes, (32, 34) for Q8_0, ...</summary>
+    public static (long Elements, long Bytes) BlockOf(LlmkDtype dtype)
+    {
+        long elements, bytes;
+        LlmKernels.Native.Check(NativeMethods.llmk_dtype_block((int)dtype, &elements, &bytes));
+        return (elements, bytes);
+    }
+
+    /// <summary>Bytes that hold <paramref name="elements"/> elements of <paramref name="dtype"/> (whole blocks).</summary>
+    public static long ByteCount(LlmkDtype dtype, long elements)
+    {
+        var (block, bytes) = BlockOf(dtype);
+        if (elements % block != 0)
+            throw new ArgumentException($"{elements} elements are not whole {dtype} blocks of {block}", nameof(elements));
+        return checked(elements / block * bytes);
+    }
 
     public static long[] ContiguousStrides(ReadOnlySpan<long> shape)
     {
@@ -291,7 +318,7 @@ public sealed unsafe class Tensor : IDisposable
     {
         if (!IsContiguous)
             throw new InvalidOperationException("host transfers need a contiguous tensor");
-        long bytes = ElementCount * ElementSize(DType);
+        long bytes = ByteCount(DType, ElementCount);
         if ((long)count * sizeof(T) != bytes)
             throw new ArgumentException($"{count} x {sizeof(T)} bytes for a {DType} tensor of {ElementCount} elements ({bytes} bytes)");
         return bytes;

@@ -81,6 +81,13 @@ typedef enum llmk_dtype {
     LLMK_DTYPE_BF16 = 2,
     LLMK_DTYPE_I32 = 3,
     LLMK_DTYPE_I64 = 4,
+    LLMK_DTYPE_Q8_0 = 5, /* blocks of 32: f16 scale d, 32 x int8 q; x = d * q (34 bytes) */
+    LLMK_DTYPE_Q4_0 = 6, /* blocks of 32: f16 d, 16 bytes of nibbles; x[i] = d * (q[i] - 8), i < 16 in the low
+                            nibbles, i >= 16 in the high ones (18 bytes) */
+    LLMK_DTYPE_Q4_K = 7, /* super-blocks of 256: f16 d and dmin, 8 x 6-bit scale and min, 4-bit q; x = d * scale *
+                            q - dmin * min per 32 (144 bytes) */
+    LLMK_DTYPE_Q6_K = 8, /* super-blocks of 256: 6-bit q in low and high planes, 16 x int8 scale, f16 d;
+                            x = d * scale * (q - 32) per 16 (210 bytes) */
     LLMK_DTYPE_COUNT
 } llmk_dtype;
 
@@ -101,8 +108,12 @@ typedef struct llmk_tensor {
     int32_t device_index;             /* CUDA ordinal; 0 for the CPU */
 } llmk_tensor;
 
-/* Bytes per element of a dtype, 0 for an unknown dtype. */
+/* Bytes per element of a dtype; 0 for an unknown or a block-quantized dtype (see llmk_dtype_block). */
 LLMK_API size_t llmk_dtype_size(int32_t dtype);
+
+/* Elements and bytes per block of a dtype: 1 and the element size for the plain dtypes, (32, 34) for Q8_0,
+ * (32, 18) for Q4_0, (256, 144) for Q4_K, (256, 210) for Q6_K. LLMK_STATUS_DTYPE_MISMATCH for an unknown dtype. */
+LLMK_API llmk_status llmk_dtype_block(int32_t dtype, int64_t* out_elements, int64_t* out_bytes);
 
 /* ---------------------------------------------------------------------------------------------------- */
 /* Contexts and memory                                                                                  */
@@ -194,14 +205,18 @@ LLMK_API llmk_status llmk_add(llmk_context* context,
                               const llmk_tensor* b,   /* [d0, ..., dn] */
                               llmk_tensor* out);      /* [d0, ..., dn] */
 
-/* out = src converted to out's dtype (floating <-> floating, or integer <-> integer), any strides. */
+/* out = src converted to out's dtype (floating <-> floating, or integer <-> integer), any strides. A quantized
+ * dtype converts to or from a floating one on the CPU (a quantized side follows the block rules above):
+ * dequantizing is exact; quantizing Q8_0 and Q4_0 rounds as GGUF's reference quantizers do, Q4_K and Q6_K
+ * take each block's scales from its range (no search). */
 LLMK_API llmk_status llmk_convert(llmk_context* context,
                                   const llmk_tensor* src,  /* [d0, ..., dn] */
                                   llmk_tensor* out);       /* [d0, ..., dn] */
 
-/* out[t, :] = table[ids[t], :]. An id outside [0, vocab) gives LLMK_STATUS_OUT_OF_RANGE. */
+/* out[t, :] = table[ids[t], :]. An id outside [0, vocab) gives LLMK_STATUS_OUT_OF_RANGE. The table may be
+ * quantized (its rows are dequantized). */
 LLMK_API llmk_status llmk_embedding(llmk_context* context,
-                                    const llmk_tensor* table,  /* [vocab, hidden] floating */
+                                    const llmk_tensor* table,  /* [vocab, hidden] floating or quantized */
                                     const llmk_tensor* ids,    /* [tokens] i32 or i64 */
                                     llmk_tensor* out);         /* [tokens, hidden] floating */
 
@@ -210,7 +225,11 @@ LLMK_API llmk_status llmk_embedding(llmk_context* context,
 /* ---------------------------------------------------------------------------------------------------- */
 
 /* y = x . W^T (+ bias), the layout of torch.nn.Linear. x and y share a dtype; weight and bias may have
- * their own floating dtypes. Accumulates in f32. */
+ * their own floating dtypes. Accumulates in f32.
+ * The weight may be quantized (CPU), in_features a multiple of its block. Then x is first rounded to 8 bits
+ * in blocks of 32, as llama.cpp does for its integer dot products, and every backend and flavour computes
+ * with that x: per block, in f32, d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)) (q = 0 when
+ * d = 0), x = d * q. */
 LLMK_API llmk_status llmk_linear(llmk_context* context,
                                  const llmk_tensor* x,       /* [rows, in_features] */
                                  const llmk_tensor* weight,  /* [out_features, in_features] */

@@ -1,5 +1,6 @@
 /* Elementwise and data movement: add, convert, embedding. Validation, then dispatch to the backend. */
 #include "internal.h"
+#include "quant.h"
 
 static bool is_floating(int32_t dtype) { return (LLMK_FLOATING & LLMK_DTYPE_BIT(dtype)) != 0; }
 
@@ -21,15 +22,20 @@ llmk_status llmk_add(llmk_context* ctx, const llmk_tensor* a, const llmk_tensor*
 
 llmk_status llmk_convert(llmk_context* ctx, const llmk_tensor* src, llmk_tensor* out) {
     static const char fn[] = "llmk_convert";
-    const uint32_t any = LLMK_FLOATING | LLMK_INDEX;
+    const uint32_t any = LLMK_FLOATING | LLMK_INDEX | LLMK_QUANTIZED;
     LLMK_TRY(llmk_check_context(ctx, fn));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "src", src, 0, any, LLMK_CHECK_ANY_STRIDE));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "out", out, 0, any, LLMK_CHECK_ANY_STRIDE));
-    if (is_floating(src->dtype) != is_floating(out->dtype))
+    /* a quantized side counts as floating */
+    const bool src_floating = is_floating(src->dtype) || llmk_is_quantized(src->dtype);
+    const bool out_floating = is_floating(out->dtype) || llmk_is_quantized(out->dtype);
+    if (src_floating != out_floating || (llmk_is_quantized(src->dtype) && llmk_is_quantized(out->dtype)))
         return llmk_fail(LLMK_STATUS_DTYPE_MISMATCH,
-                         "%s: src has dtype %s but out has dtype %s; conversions are floating <-> floating or "
-                         "integer <-> integer",
+                         "%s: src has dtype %s but out has dtype %s; conversions are floating <-> floating, "
+                         "integer <-> integer or quantized <-> floating",
                          fn, llmk_dtype_name(src->dtype), llmk_dtype_name(out->dtype));
+    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "src", src));
+    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "out", out));
     LLMK_TRY(llmk_check_same_shape(fn, "out", out, "src", src));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
     LLMK_TRY(llmk_check_no_overlap(fn, "src", src, "out", out, true));
@@ -41,7 +47,8 @@ llmk_status llmk_convert(llmk_context* ctx, const llmk_tensor* src, llmk_tensor*
 llmk_status llmk_embedding(llmk_context* ctx, const llmk_tensor* table, const llmk_tensor* ids, llmk_tensor* out) {
     static const char fn[] = "llmk_embedding";
     LLMK_TRY(llmk_check_context(ctx, fn));
-    LLMK_TRY(llmk_check_tensor(ctx, fn, "table", table, 2, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
+    LLMK_TRY(llmk_check_tensor(ctx, fn, "table", table, 2, LLMK_FLOATING | LLMK_QUANTIZED, LLMK_CHECK_DEFAULT));
+    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "table", table));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "ids", ids, 1, LLMK_INDEX, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "out", out, 2, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_dim(fn, "out", out, 0, ids->shape[0], "tokens (ids' length)"));

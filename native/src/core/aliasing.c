@@ -19,7 +19,7 @@ static uint64_t span_bytes(const llmk_tensor* t, int32_t first) {
     uint64_t extent = 0;
     for (int32_t d = first; d < t->rank; d++)
         extent += (uint64_t)(t->shape[d] - 1) * (uint64_t)t->strides[d];
-    return (extent + 1) * llmk_dtype_size(t->dtype);
+    return llmk_bytes_of(t->dtype, extent + 1);
 }
 
 bool llmk_views_overlap(const llmk_tensor* a, const llmk_tensor* b) {
@@ -32,8 +32,8 @@ bool llmk_views_overlap(const llmk_tensor* a, const llmk_tensor* b) {
     /* Row-interleaved: both repeat with the same outer period, each row fits in one period, and within a
      * period (taken from a's start) b's bytes [offset, offset + b_row) miss a's bytes [0, a_row). */
     if (a->rank >= 2 && b->rank >= 2) {
-        uint64_t period = (uint64_t)a->strides[0] * llmk_dtype_size(a->dtype);
-        uint64_t b_period = (uint64_t)b->strides[0] * llmk_dtype_size(b->dtype);
+        uint64_t period = llmk_bytes_of(a->dtype, (uint64_t)a->strides[0]);
+        uint64_t b_period = llmk_bytes_of(b->dtype, (uint64_t)b->strides[0]);
         uint64_t a_row = span_bytes(a, 1), b_row = span_bytes(b, 1);
         if (period != 0 && period == b_period && a_row <= period && b_row <= period) {
             uint64_t offset = b0 >= a0 ? (uint64_t)(b0 - a0) % period : (period - (uint64_t)(a0 - b0) % period) % period;

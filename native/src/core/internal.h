@@ -104,6 +104,12 @@ void llmk_format_shape(const llmk_tensor* t, char* buffer, size_t capacity);
 
 const char* llmk_dtype_name(int32_t dtype);
 
+/* Elements per block: 1 for the plain dtypes, 32 or 256 for the quantized ones, 0 for an unknown dtype. */
+int64_t llmk_block_elements(int32_t dtype);
+
+/* Bytes that hold `elements` elements of dtype (whole blocks, rounded up): the one place sizes are computed. */
+uint64_t llmk_bytes_of(int32_t dtype, uint64_t elements);
+
 int64_t llmk_numel(const llmk_tensor* t);
 
 /* ---- aliasing between views (core/aliasing.c) ------------------------------------------------------ */
@@ -173,7 +179,8 @@ static inline void llmk_store_float(void* data, int32_t dtype, int64_t i, float 
 /* Contiguous runs (innermost stride 1): data[offset .. offset + n) as f32 into dst, and src rounded into
  * data[offset .. offset + n). They switch on the dtype once per run, so the per-dtype loops vectorize;
  * the values are the same as element-wise llmk_load_float / llmk_store_float. dst and src are f32 scratch
- * that does not overlap data. */
+ * that does not overlap data. Quantized dtypes (whole blocks: offset and n multiples of the block) are
+ * dequantized and quantized (core/quant.c). */
 void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst);
 void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src);
 

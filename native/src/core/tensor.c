@@ -1,5 +1,6 @@
 /* Validation of tensor views and the f16 conversions. */
 #include "internal.h"
+#include "quant.h"
 
 #include <stdio.h>
 
@@ -10,8 +11,43 @@ size_t llmk_dtype_size(int32_t dtype) {
     case LLMK_DTYPE_BF16: return 2;
     case LLMK_DTYPE_I32: return 4;
     case LLMK_DTYPE_I64: return 8;
-    default: return 0;
+    default: return 0; /* unknown, or block-quantized */
     }
+}
+
+/* Elements and bytes of one block; 0 elements for an unknown dtype. */
+static void dtype_block(int32_t dtype, int64_t* elements, int64_t* bytes) {
+    switch (dtype) {
+    case LLMK_DTYPE_Q8_0: *elements = LLMK_QK, *bytes = sizeof(llmk_block_q8_0); return;
+    case LLMK_DTYPE_Q4_0: *elements = LLMK_QK, *bytes = sizeof(llmk_block_q4_0); return;
+    case LLMK_DTYPE_Q4_K: *elements = LLMK_QK_K, *bytes = sizeof(llmk_block_q4_k); return;
+    case LLMK_DTYPE_Q6_K: *elements = LLMK_QK_K, *bytes = sizeof(llmk_block_q6_k); return;
+    default: *bytes = (int64_t)llmk_dtype_size(dtype), *elements = *bytes ? 1 : 0; return;
+    }
+}
+
+llmk_status llmk_dtype_block(int32_t dtype, int64_t* out_elements, int64_t* out_bytes) {
+    if (!out_elements || !out_bytes)
+        return llmk_fail(LLMK_STATUS_NULL_POINTER, "llmk_dtype_block: an output pointer is NULL");
+    int64_t elements, bytes;
+    dtype_block(dtype, &elements, &bytes);
+    if (!elements)
+        return llmk_fail(LLMK_STATUS_DTYPE_MISMATCH, "llmk_dtype_block: unknown dtype %d", (int)dtype);
+    *out_elements = elements;
+    *out_bytes = bytes;
+    return LLMK_STATUS_OK;
+}
+
+int64_t llmk_block_elements(int32_t dtype) {
+    int64_t elements, bytes;
+    dtype_block(dtype, &elements, &bytes);
+    return elements;
+}
+
+uint64_t llmk_bytes_of(int32_t dtype, uint64_t elements) {
+    int64_t block, bytes;
+    dtype_block(dtype, &block, &bytes);
+    return block ? (elements + (uint64_t)block - 1) / (uint64_t)block * (uint64_t)bytes : 0;
 }
 
 const char* llmk_dtype_name(int32_t dtype) {
@@ -21,6 +57,10 @@ const char* llmk_dtype_name(int32_t dtype) {
     case LLMK_DTYPE_BF16: return "bf16";
     case LLMK_DTYPE_I32: return "i32";
     case LLMK_DTYPE_I64: return "i64";
+    case LLMK_DTYPE_Q8_0: return "q8_0";
+    case LLMK_DTYPE_Q4_0: return "q4_0";
+    case LLMK_DTYPE_Q4_K: return "q4_k";
+    case LLMK_DTYPE_Q6_K: return "q6_k";
     default: return "unknown";
     }
 }
@@ -119,7 +159,8 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
             extent += span * stride;
         }
         extent += 1;
-        if (extent > max / llmk_dtype_size(t->dtype) || (uint64_t)count > max / llmk_dtype_size(t->dtype))
+        const uint64_t block_bytes = llmk_bytes_of(t->dtype, 1);
+        if (extent > max / block_bytes || (uint64_t)count > max / block_bytes)
             goto overflow;
         if (!t->data)
             return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: %s has a NULL data pointer", fn, name);
@@ -127,6 +168,21 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
             return llmk_fail(LLMK_STATUS_BAD_STRIDE,
                              "%s: %s must be contiguous in its last dimension (stride 1), has stride %lld", fn,
                              name, (long long)t->strides[t->rank - 1]);
+    }
+    const int64_t block = llmk_block_elements(t->dtype);
+    if (block > 1) {
+        /* a block never straddles a row: the last dimension is whole blocks, contiguous */
+        if (t->shape[t->rank - 1] % block || (t->rank > 0 && t->shape[t->rank - 1] > 0 && t->strides[t->rank - 1] != 1)) {
+            llmk_format_shape(t, shape, sizeof shape);
+            return llmk_fail(LLMK_STATUS_SHAPE_MISMATCH,
+                             "%s: %s is %s of shape %s; its last dimension must be contiguous and a multiple of %lld "
+                             "(the block)", fn, name, llmk_dtype_name(t->dtype), shape, (long long)block);
+        }
+        for (int32_t d = 0; d + 1 < t->rank; d++)
+            if (t->strides[d] % block)
+                return llmk_fail(LLMK_STATUS_BAD_STRIDE,
+                                 "%s: %s is %s; stride %lld of dimension %d is not a multiple of its block of %lld", fn,
+                                 name, llmk_dtype_name(t->dtype), (long long)t->strides[d], (int)d, (long long)block);
     }
     if (ctx && (t->device_type != ctx->device_type || t->device_index != ctx->device_index))
         return llmk_fail(LLMK_STATUS_WRONG_DEVICE, "%s: %s lives on %s:%d but the context is %s:%d", fn, name,
@@ -201,6 +257,10 @@ uint16_t llmk_float_to_f16(float f) {
 
 /* In this file so the conversions above inline into the loops and vectorize (they are branch-light). */
 void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst) {
+    if (llmk_is_quantized(dtype)) {
+        llmk_dequantize_row(dtype, (const char*)data + llmk_bytes_of(dtype, (uint64_t)offset), n, dst);
+        return;
+    }
     switch (dtype) {
     case LLMK_DTYPE_F32:
         memcpy(dst, (const float*)data + offset, (size_t)n * sizeof(float));
@@ -221,6 +281,10 @@ void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n
 }
 
 void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src) {
+    if (llmk_is_quantized(dtype)) {
+        llmk_quantize_row(dtype, src, n, (char*)data + llmk_bytes_of(dtype, (uint64_t)offset));
+        return;
+    }
     switch (dtype) {
     case LLMK_DTYPE_F32:
         memcpy((float*)data + offset, src, (size_t)n * sizeof(float));

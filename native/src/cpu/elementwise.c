@@ -64,13 +64,13 @@ llmk_status llmk_cpu_add(llmk_context* ctx, const llmk_tensor* a, const llmk_ten
 static void copy_elements(llmk_context* ctx, const llmk_tensor* src, llmk_tensor* out) {
     const view4 vs = as_view4(src), vo = as_view4(out);
     const int64_t outer = vo.shape[0] * vo.shape[1] * vo.shape[2], inner = vo.shape[3];
-    const size_t size = llmk_dtype_size(src->dtype);
+    const size_t size = llmk_dtype_size(src->dtype); /* 0 for blocks, which are always contiguous */
 #pragma omp parallel for num_threads(llmk_cpu_team(ctx, outer * inner)) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
-        const char* from = (const char*)src->data + (size_t)outer_offset(&vs, o) * size;
-        char* to = (char*)out->data + (size_t)outer_offset(&vo, o) * size;
+        const char* from = (const char*)src->data + llmk_bytes_of(src->dtype, (uint64_t)outer_offset(&vs, o));
+        char* to = (char*)out->data + llmk_bytes_of(out->dtype, (uint64_t)outer_offset(&vo, o));
         if (vs.strides[3] == 1 && vo.strides[3] == 1) {
-            memmove(to, from, (size_t)inner * size); /* memmove: out may be src itself */
+            memmove(to, from, llmk_bytes_of(src->dtype, (uint64_t)inner)); /* memmove: out may be src itself */
             continue;
         }
         for (int64_t i = 0; i < inner; i++)
@@ -135,14 +135,14 @@ llmk_status llmk_cpu_embedding(llmk_context* ctx, const llmk_tensor* table, cons
     }
     if (hidden == 0)
         return LLMK_STATUS_OK;
-    const size_t size = llmk_dtype_size(table->dtype);
 #pragma omp parallel for num_threads(llmk_cpu_team(ctx, tokens * hidden)) schedule(static)
     for (int64_t t = 0; t < tokens; t++) {
         const int64_t row = llmk_load_index(ids->data, ids->dtype, t) * table->strides[0];
         const int64_t out_row = t * out->strides[0];
         if (out->dtype == table->dtype) {
-            memcpy((char*)out->data + (size_t)out_row * size, (const char*)table->data + (size_t)row * size,
-                   (size_t)hidden * size);
+            memcpy((char*)out->data + llmk_bytes_of(out->dtype, (uint64_t)out_row),
+                   (const char*)table->data + llmk_bytes_of(table->dtype, (uint64_t)row),
+                   llmk_bytes_of(table->dtype, (uint64_t)hidden));
             continue;
         }
         float x[CHUNK];

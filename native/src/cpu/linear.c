@@ -9,6 +9,7 @@
  * So a result does not depend on the thread count, the tile it fell in or how many rows came with it. */
 #include "cpu_threads.h"
 #include "internal.h"
+#include "quant.h"
 
 #include <stdlib.h>
 
@@ -64,7 +65,12 @@ static void pack_panel(const llmk_tensor* weight, int64_t first, float* panel) {
                 continue;
             }
             const int64_t row = o * weight->strides[0];
-            if (weight->dtype == LLMK_DTYPE_F32) {
+            if (llmk_is_quantized(weight->dtype)) { /* k0 and k1 are whole blocks (PACK_BLOCK is 256) */
+                float w[PACK_BLOCK];
+                llmk_load_floats(weight->data, weight->dtype, row + k0, k1 - k0, w);
+                for (int64_t k = k0; k < k1; k++)
+                    panel[k * PANEL + j] = w[k - k0];
+            } else if (weight->dtype == LLMK_DTYPE_F32) {
                 const float* w = (const float*)weight->data + row;
                 for (int64_t k = k0; k < k1; k++)
                     panel[k * PANEL + j] = w[k];
@@ -124,8 +130,10 @@ llmk_status llmk_cpu_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_
                             const llmk_tensor* bias, llmk_tensor* y) {
     const int64_t rows = x->shape[0], in_features = x->shape[1], out_features = weight->shape[0];
     const int64_t panels = (out_features + PANEL - 1) / PANEL;
-    /* f32 x is read in place; other dtypes are widened ROW_CHUNK rows at a time. */
-    const bool convert_x = x->dtype != LLMK_DTYPE_F32;
+    /* f32 x is read in place; other dtypes are widened ROW_CHUNK rows at a time, and before a quantized
+     * weight x is rounded to 8-bit blocks (llmk_linear's contract). */
+    const bool round_x = llmk_is_quantized(weight->dtype);
+    const bool convert_x = x->dtype != LLMK_DTYPE_F32 || round_x;
     const int64_t chunk_rows = convert_x ? ROW_CHUNK : rows;
 
     float* panel_memory = (float*)malloc((size_t)ctx->num_threads * (size_t)(in_features > 0 ? in_features : 1) *
@@ -146,10 +154,12 @@ llmk_status llmk_cpu_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_
         int64_t x_stride = in_features ? x->strides[0] : 0;
         if (convert_x) {
 #pragma omp parallel for num_threads(ctx->num_threads) schedule(static)
-            for (int64_t r = 0; r < count; r++)
-                for (int64_t k = 0; k < in_features; k++)
-                    x_chunk[r * in_features + k] =
-                        llmk_load_float(x->data, x->dtype, (first_row + r) * x->strides[0] + k);
+            for (int64_t r = 0; r < count; r++) {
+                llmk_load_floats(x->data, x->dtype, (first_row + r) * x->strides[0], in_features,
+                                 x_chunk + r * in_features);
+                if (round_x)
+                    llmk_round_row_q8(x_chunk + r * in_features, in_features);
+            }
             x_f32 = x_chunk;
             x_stride = in_features;
         }

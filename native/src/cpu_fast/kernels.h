@@ -2,6 +2,7 @@
  * ISA's flags, and exported as the table llmk_cpu_<flavour>_kernels (the reference fills every op the
  * flavour does not have). */
 #include "simd.h"
+#include "quant.h"
 #include "cpu_threads.h"
 
 #include <stdlib.h>
