@@ -4,7 +4,8 @@ using LlmKernels.Verification.Oracle;
 namespace LlmKernels.Verification;
 
 /// <summary>One llmk_linear case. WeightDType / BiasDType null: the activations' dtype. RowPadding stores x and y
-/// in wider buffers (row strides in_features + padding and out_features + padding).</summary>
+/// in wider buffers (row strides in_features + padding and out_features + padding). A quantized weight gets
+/// random blocks, and the oracle reads x as the contract rounds it (QuantOracle.RoundQ8).</summary>
 public sealed record LinearCase(string Name, int Rows, int InFeatures, int OutFeatures, bool Bias = true,
                                 LlmkDtype? WeightDType = null, LlmkDtype? BiasDType = null, int RowPadding = 0)
 {
@@ -14,14 +15,21 @@ public sealed record LinearCase(string Name, int Rows, int InFeatures, int OutFe
         using var x = xBuffer.Slice(1, 0, InFeatures);
         // nn.Linear's initialization scale, so outputs stay of order one for any in_features.
         float scale = 1 / MathF.Sqrt(Math.Max(InFeatures, 1));
-        using var weight = ctx.FromFloats(RandomData.Floats(rng, OutFeatures * InFeatures, scale), WeightDType ?? dtype, OutFeatures, InFeatures);
+        var weightDtype = WeightDType ?? dtype;
+        bool quantized = Tensor.IsQuantized(weightDtype);
+        byte[]? blocks = quantized ? QuantOracle.RandomBlocks(rng, weightDtype, (long)OutFeatures * InFeatures, scale) : null;
+        using var weight = blocks is not null
+            ? ctx.FromHost<byte>(blocks, weightDtype, OutFeatures, InFeatures)
+            : ctx.FromFloats(RandomData.Floats(rng, OutFeatures * InFeatures, scale), weightDtype, OutFeatures, InFeatures);
         using var bias = Bias ? ctx.FromFloats(RandomData.Floats(rng, OutFeatures), BiasDType ?? dtype, OutFeatures) : null;
         using var yBuffer = ctx.Allocate(dtype, Rows, OutFeatures + RowPadding);
         using var y = yBuffer.Slice(1, 0, OutFeatures);
         yBuffer.Poison();
         Kernels.Linear(ctx, x, weight, bias, y);
-        var expected = LinearOracle.Linear(RandomData.ToDoubles(x.ToFloatArray()), Rows, InFeatures,
-                                           RandomData.ToDoubles(weight.ToFloatArray()), OutFeatures,
+        var xIn = quantized ? QuantOracle.RoundQ8(x.ToFloatArray()) : RandomData.ToDoubles(x.ToFloatArray());
+        var wIn = blocks is not null ? QuantOracle.Dequantize(weightDtype, blocks, (long)OutFeatures * InFeatures)
+                                     : RandomData.ToDoubles(weight.ToFloatArray());
+        var expected = LinearOracle.Linear(xIn, Rows, InFeatures, wIn, OutFeatures,
                                            bias is null ? [] : RandomData.ToDoubles(bias.ToFloatArray()));
         return Errors.Compare(expected, y.ToFloatArray());
     }
@@ -49,7 +57,19 @@ public static partial class Checks
         yield return new("130x96 -> 50, f16 weight (three row blocks)", 130, 96, 50, WeightDType: LlmkDtype.F16, Bias: false);
         yield return new("33x700 -> 40, bf16 weight (k in blocks)", 33, 700, 40, WeightDType: LlmkDtype.Bf16);
         yield return new("4x0 -> 9 (y = bias)", 4, 0, 9);
+        foreach (var q in QuantizedWeights)
+        {
+            int k = Tensor.BlockOf(q).Elements == 32 ? 96 : 512;
+            yield return new($"1x{k} -> 37, {q} weight (decode)", 1, k, 37, WeightDType: q);
+            yield return new($"3x{2 * k} -> 70, {q} weight, no bias (decode)", 3, 2 * k, 70, Bias: false, WeightDType: q);
+            yield return new($"4x{k} -> 25, {q} weight (one prefill tile)", 4, k, 25, WeightDType: q, BiasDType: LlmkDtype.F32);
+            yield return new($"67x{k} -> 129, {q} weight, strided rows (+3)", 67, k, 129, WeightDType: q, RowPadding: 3);
+            yield return new($"9x4096 -> 33, {q} weight (Llama hidden)", 9, 4096, 33, WeightDType: q);
+        }
     }
+
+    /// <summary>GGUF's block formats that llmk_linear takes as weights.</summary>
+    public static readonly LlmkDtype[] QuantizedWeights = [LlmkDtype.Q8_0, LlmkDtype.Q4_0, LlmkDtype.Q4_K, LlmkDtype.Q6_K];
 
     public static IEnumerable<KernelCheck> LinearChecks() =>
         from c in LinearCases()
