@@ -73,7 +73,14 @@ internal static class InspectCommand
             weightSource = "assumed: no torch_dtype";
         }
         var kvDtype = kvDtypeName is null ? weightDtype.Value : ParseDtype(kvDtypeName);
-        int weightBytes = Tensor.ElementSize(weightDtype.Value), kvBytes = Tensor.ElementSize(kvDtype);
+        var loadedDtype = weightDtype.Value; // what the checkpoint holds
+        if (choice.Quantize is LlmkDtype quantized)
+        {
+            weightDtype = quantized;
+            weightSource = $"--weights, quantized at load from {loadedDtype}";
+        }
+        double weightBytes = Tensor.BytesPerElement(weightDtype.Value);
+        int kvBytes = Tensor.ElementSize(kvDtype);
 
         // Two columns keep the numbers readable at 80 columns; how each is computed follows as notes.
         var table = new Table().Border(TableBorder.Rounded).Title(Markup.Escape(choice.Name))
@@ -95,7 +102,7 @@ internal static class InspectCommand
         if (config.IsMoe) Row("experts", $"{config.NumExpertsPerTok} of {config.NumLocalExperts} per token");
         if (config.SlidingWindow is int window) Row("sliding window", $"{window}");
         Row("max positions", $"{config.MaxPositionEmbeddings}");
-        Row("weights dtype", $"{weightDtype} ({weightBytes} bytes, {weightSource})");
+        Row("weights dtype", $"{weightDtype} ({weightBytes.ToString("0.####", CultureInfo.InvariantCulture)} bytes per weight, {weightSource})");
 
         Row("parameters", Format.Count(cost.Parameters), "embedding + LM head + layers x (q,k,v,o + MLP + norms) + final norm");
         Row("  embedding / LM head", $"{Format.Count(cost.EmbeddingParameters)} / {Format.Count(cost.LmHeadParameters)}", "vocab x hidden each");
@@ -110,7 +117,9 @@ internal static class InspectCommand
             Row("checkpoint", $"{ck.Tensors} tensors, {Format.Count(ck.Parameters)} parameters, {Format.Bytes(ck.Bytes)}: " +
                 (diff == 0 ? "matches config.json" : $"differs from config.json by {Format.Exact(diff)} parameters"));
         }
-        Row("weights", Format.Bytes((double)cost.Parameters * weightBytes), "parameters x dtype size");
+        Row("weights", choice.Quantize is null ? Format.Bytes(cost.Parameters * weightBytes)
+                : $"{Format.Bytes(cost.Parameters * Tensor.BytesPerElement(loadedDtype))} as stored, {Format.Bytes(cost.Parameters * weightBytes)} quantized",
+            "parameters x bytes per element (norms and biases stay as stored: a few KB)");
 
         string c = context.ToString(CultureInfo.InvariantCulture);
         Row("FLOPs per token, matmuls", Format.Flops(cost.MatmulFlopsPerToken), "2 x weights multiplied per token");

@@ -9,7 +9,7 @@ using Spectre.Console;
 namespace LlmKernels.Cli;
 
 /// <summary>The model a command runs: a Hugging Face folder, or a built-in tiny preset.</summary>
-internal sealed record ModelChoice(string? Directory, string Preset)
+internal sealed record ModelChoice(string? Directory, string Preset, LlmkDtype? Quantize = null)
 {
     public string Name => Directory ?? Preset;
 
@@ -38,10 +38,22 @@ internal sealed class ModelOptions
 
     public Option<int> Threads { get; } = new("--threads") { Description = "CPU threads (0: one per physical core)" };
 
+    public Option<string?> Weights { get; } = new("--weights")
+    {
+        Description = "Quantize a folder's matrices at load, as llama.cpp does: q8_0, q4_0 or q4_k (Q4_K_M-like: the LM head in q6_k); CPU",
+    };
+
+    /// <summary>--weights values and their dtypes.</summary>
+    public static readonly IReadOnlyDictionary<string, LlmkDtype> QuantizeChoices = new Dictionary<string, LlmkDtype>
+    {
+        ["q8_0"] = LlmkDtype.Q8_0, ["q4_0"] = LlmkDtype.Q4_0, ["q4_k"] = LlmkDtype.Q4_K,
+    };
+
     public ModelOptions()
     {
         Preset.AcceptOnlyFromAmong([.. TinyModels.Presets]);
         Backend.AcceptOnlyFromAmong("cpu", "cpu-reference", "cuda", "auto");
+        Weights.AcceptOnlyFromAmong([.. QuantizeChoices.Keys]);
         Threads.Validators.Add(r =>
         {
             if (r.GetValueOrDefault<int>() < 0) r.AddError("--threads must be 0 (one per physical core) or more");
@@ -52,6 +64,7 @@ internal sealed class ModelOptions
     {
         command.Options.Add(Model);
         command.Options.Add(Preset);
+        command.Options.Add(Weights);
         if (!backend) return;
         command.Options.Add(Backend);
         command.Options.Add(Threads);
@@ -64,7 +77,10 @@ internal sealed class ModelOptions
         if (directory is not null && preset is not null)
             throw new CliException("--model and --preset name two models; give one");
         if (directory is null && preset is null && !defaultToPreset) return null;
-        return new ModelChoice(directory, preset ?? TinyModels.Presets[0]);
+        var weights = parse.GetValue(Weights);
+        if (weights is not null && directory is null)
+            throw new CliException("--weights quantizes a model folder's weights; give --model");
+        return new ModelChoice(directory, preset ?? TinyModels.Presets[0], weights is null ? null : QuantizeChoices[weights]);
     }
 
     public Context CreateContext(ParseResult parse) => ModelLoader.CreateContext(parse.GetValue(Backend)!, parse.GetValue(Threads));
@@ -126,15 +142,17 @@ internal static class ModelLoader
                                      $"{choice.Preset} (seed {presetSeed})");
         }
         else
-            loaded = LoadDirectory(ctx, choice.Directory, io);
+            loaded = LoadDirectory(ctx, choice.Directory, io, choice.Quantize);
         loaded.Model.AttentionAlgorithm = attention;
         io.Note($"loaded {loaded.Name} on {ctx} in {clock.Elapsed.TotalSeconds:F2} s: {loaded.Model.Config.ModelType}, " +
                 $"weights {loaded.WeightDtype}, activations {loaded.Model.ActivationDtype}");
         return loaded;
     }
 
-    private static LoadedModel LoadDirectory(Context ctx, string directory, CliConsole io)
+    private static LoadedModel LoadDirectory(Context ctx, string directory, CliConsole io, LlmkDtype? quantize)
     {
+        if (quantize is not null && ctx.IsCuda)
+            throw new CliException($"--weights {quantize}: quantized weights run on the CPU backend (use --backend cpu)");
         var config = ModelConfig.Load(ConfigPath(directory));
         var tokenizerPath = Path.Combine(directory, "tokenizer.json");
         var tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;
@@ -144,9 +162,14 @@ internal static class ModelLoader
         var weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))
                                  .Select(g => WeightSource.ToLlmk(g.Key)).FirstOrDefault() ?? LlmkDtype.F32;
         var source = WeightSource.FromCheckpoint(checkpoint);
+        if (quantize is LlmkDtype q)
+        {
+            source = WeightSource.Quantized(source, q, config.TieWordEmbeddings);
+            weightDtype = q;
+        }
         try
         {
-            string what = ctx.IsCuda ? $"uploading weights to {ctx}" : "mapping weights";
+            string what = ctx.IsCuda ? $"uploading weights to {ctx}" : quantize is null ? "mapping weights" : $"quantizing weights to {quantize}";
             LlamaModel model;
             if (io.Err.Profile.Capabilities.Interactive && io.Err.Profile.Capabilities.Ansi)
             {
@@ -180,7 +203,7 @@ internal static class ModelLoader
         public override Tensor? Get(Context ctx, string name)
         {
             var tensor = inner.Get(ctx, name);
-            if (tensor is not null) onBytes(tensor.ElementCount * Tensor.ElementSize(tensor.DType));
+            if (tensor is not null) onBytes(Tensor.ByteCount(tensor.DType, tensor.ElementCount));
             return tensor;
         }
 

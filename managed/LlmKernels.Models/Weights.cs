@@ -26,6 +26,17 @@ public abstract class WeightSource : IDisposable
     public static WeightSource FromArrays(string origin, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,
                                           LlmkDtype dtype = LlmkDtype.F32) => new ArraySource(origin, weights, dtype);
 
+    /// <summary>
+    /// The matrices of <paramref name="inner"/> quantized to <paramref name="dtype"/> as the model takes them (on the
+    /// CPU, by llmk_convert), as llama.cpp's quantizer does: every projection and the embedding; norms, biases
+    /// and the MoE router stay as they are, and so does a matrix whose rows are not whole blocks. With Q4_K
+    /// the LM head (or a tied embedding) takes Q6_K, as in llama.cpp's Q4_K_M.
+    /// </summary>
+    public static WeightSource Quantized(WeightSource inner, LlmkDtype dtype, bool tiedEmbedding) =>
+        Tensor.IsQuantized(dtype)
+            ? new QuantizingSource(inner, dtype, tiedEmbedding)
+            : throw new ArgumentException($"{dtype} is not a quantized dtype", nameof(dtype));
+
     /// <summary>The LlmkDtype of a safetensors dtype the kernels take as weights.</summary>
     public static LlmkDtype? ToLlmk(SafetensorsDtype dtype) => dtype switch
     {
@@ -65,6 +76,38 @@ public abstract class WeightSource : IDisposable
         }
 
         public override void Dispose() => checkpoint.Dispose();
+    }
+
+    private sealed class QuantizingSource(WeightSource inner, LlmkDtype dtype, bool tiedEmbedding) : WeightSource
+    {
+        public override string Origin => inner.Origin;
+
+        public override Tensor? Get(Context ctx, string name)
+        {
+            var source = inner.Get(ctx, name);
+            if (source is null || source.Rank != 2 || name.EndsWith(".gate.weight", StringComparison.Ordinal))
+                return source;
+            bool head = name == "lm_head.weight" || (tiedEmbedding && name == "model.embed_tokens.weight");
+            var target = dtype == LlmkDtype.Q4_K && head ? LlmkDtype.Q6_K : dtype;
+            if (source.Shape[1] % Tensor.BlockOf(target).Elements != 0)
+                return source;
+            using (source)
+            {
+                var quantized = ctx.Allocate(target, source.Shape);
+                try
+                {
+                    Kernels.Convert(ctx, source, quantized);
+                    return quantized;
+                }
+                catch
+                {
+                    quantized.Dispose();
+                    throw;
+                }
+            }
+        }
+
+        public override void Dispose() => inner.Dispose();
     }
 
     private sealed class ArraySource(string origin, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,

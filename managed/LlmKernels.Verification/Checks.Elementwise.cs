@@ -82,12 +82,16 @@ public sealed record ConvertCase(string Name, long[] Shape, LlmkDtype OutDType, 
 
 /// <summary>One llmk_embedding case: table in the check's dtype, ids i32 or i64 (repeats included), out in
 /// OutDType (null: the table's). A lookup with conversion rounds once, so the result is exact.</summary>
-public sealed record EmbeddingCase(string Name, int Vocab, int Hidden, int Tokens, LlmkDtype IdDType, LlmkDtype? OutDType = null)
+public sealed record EmbeddingCase(string Name, int Vocab, int Hidden, int Tokens, LlmkDtype IdDType, LlmkDtype? OutDType = null,
+                                   LlmkDtype? TableDType = null)
 {
     public CheckResult Run(KernelCheck check, Context ctx, LlmkDtype dtype, Random rng)
     {
         var outDtype = OutDType ?? dtype;
-        using var table = ctx.FromFloats(RandomData.Floats(rng, Vocab * Hidden, 2), dtype, Vocab, Hidden);
+        var tableDtype = TableDType ?? dtype;
+        byte[]? blocks = Tensor.IsQuantized(tableDtype) ? QuantOracle.RandomBlocks(rng, tableDtype, (long)Vocab * Hidden, 1) : null;
+        using var table = blocks is not null ? ctx.FromHost<byte>(blocks, tableDtype, Vocab, Hidden)
+                                             : ctx.FromFloats(RandomData.Floats(rng, Vocab * Hidden, 2), dtype, Vocab, Hidden);
         var ids = RandomData.Ints(rng, Tokens, 0, Vocab).Select(i => (long)i).ToArray();
         using var idTensor = IdDType == LlmkDtype.I64
             ? ctx.FromHost<long>(ids, LlmkDtype.I64, Tokens)
@@ -95,8 +99,55 @@ public sealed record EmbeddingCase(string Name, int Vocab, int Hidden, int Token
         using var output = ctx.Allocate(outDtype, Tokens, Hidden);
         output.Poison();
         Kernels.Embedding(ctx, table, idTensor, output);
-        var expected = ElementwiseOracle.Embedding(RandomData.ToDoubles(table.ToFloatArray()), Hidden, ids, outDtype);
+        var tableValues = blocks is not null ? QuantOracle.Dequantize(tableDtype, blocks, (long)Vocab * Hidden)
+                                             : RandomData.ToDoubles(table.ToFloatArray());
+        var expected = ElementwiseOracle.Embedding(tableValues, Hidden, ids, outDtype);
         return CheckResult.Of(check, Errors.Compare(expected, output.ToFloatArray()), 0);
+    }
+
+    public override string ToString() => Name;
+}
+
+/// <summary>llmk_convert between a floating dtype (the check's) and a quantized one, [rows, cols] with cols whole
+/// blocks. Dequantizing random blocks must match the oracle's reading of the bytes exactly; quantizing must leave
+/// every element within the format's error bound (QuantOracle.QuantizeErrorBound, from the input alone) of its
+/// value, and the dequantized result within a loose relative L2 of the input.</summary>
+public sealed record QuantizedConvertCase(string Name, int Rows, int Cols, LlmkDtype Quantized, bool Quantize)
+{
+    public CheckResult Run(KernelCheck check, Context ctx, LlmkDtype dtype, Random rng)
+    {
+        long count = (long)Rows * Cols;
+        if (!Quantize)
+        {
+            var blocks = QuantOracle.RandomBlocks(rng, Quantized, count, 1);
+            using var src = ctx.FromHost<byte>(blocks, Quantized, Rows, Cols);
+            using var output = ctx.Allocate(dtype, Rows, Cols);
+            output.Poison();
+            Kernels.Convert(ctx, src, output);
+            var expected = ElementwiseOracle.Convert(QuantOracle.Dequantize(Quantized, blocks, count), dtype);
+            return CheckResult.Of(check, Errors.Compare(expected, output.ToFloatArray()), 0);
+        }
+        // Rows of different magnitudes (1e-2 .. 1e2), so the scales' ranges matter.
+        var values = new float[count];
+        for (int r = 0; r < Rows; r++)
+        {
+            float magnitude = MathF.Pow(10, (float)(rng.NextDouble() * 4 - 2));
+            RandomData.Floats(rng, Cols, magnitude).CopyTo(values, (long)r * Cols);
+        }
+        using var input = ctx.FromFloats(values, dtype, Rows, Cols);
+        var x = input.ToFloatArray();
+        using var quantized = ctx.Allocate(Quantized, Rows, Cols);
+        quantized.Poison();
+        Kernels.Convert(ctx, input, quantized);
+        var back = QuantOracle.Dequantize(Quantized, quantized.ToArray<byte>(), count);
+        var bound = QuantOracle.QuantizeErrorBound(Quantized, x);
+        long outside = 0;
+        for (long i = 0; i < count; i++)
+            if (!(Math.Abs(back[i] - x[i]) <= bound[i])) outside++;
+        var errors = Errors.Compare(RandomData.ToDoubles(x), back.Select(v => (float)v).ToArray());
+        const double relL2 = 0.15; // 4-bit formats leave about 5-8 % on uniform data
+        errors = errors with { NonFinite = errors.NonFinite + outside };
+        return CheckResult.Of(check, errors, relL2);
     }
 
     public override string ToString() => Name;
@@ -131,7 +182,14 @@ public static partial class Checks
         yield return new("vocab 257 hidden 33, 67 tokens, i64", 257, 33, 67, LlmkDtype.I64);
         yield return new("vocab 1000 hidden 129, 17 tokens, i32, out f32", 1000, 129, 17, LlmkDtype.I32, LlmkDtype.F32);
         yield return new("vocab 50 hidden 64, 9 tokens, i64, out bf16", 50, 64, 9, LlmkDtype.I64, LlmkDtype.Bf16);
+        foreach (var q in QuantizedWeights)
+            yield return new($"vocab 300 hidden 512, 33 tokens, i32, {q} table", 300, 512, 33, LlmkDtype.I32, TableDType: q);
     }
+
+    public static IEnumerable<QuantizedConvertCase> QuantizedConvertCases() =>
+        from q in QuantizedWeights
+        from quantize in new[] { false, true }
+        select new QuantizedConvertCase($"[7, 512] {(quantize ? "to" : "from")} {q}", 7, 512, q, quantize);
 
     public static IEnumerable<KernelCheck> ElementwiseChecks()
     {
@@ -139,6 +197,8 @@ public static partial class Checks
         return (from c in AddCases() from d in dtypes
                 select (KernelCheck)new DelegateCheck("add", c.Name, d, (check, ctx, rng) => c.Run(check, ctx, d, rng)))
             .Concat(from c in ConvertCases() from d in dtypes
+                    select (KernelCheck)new DelegateCheck("convert", c.Name, d, (check, ctx, rng) => c.Run(check, ctx, d, rng)))
+            .Concat(from c in QuantizedConvertCases() from d in dtypes
                     select (KernelCheck)new DelegateCheck("convert", c.Name, d, (check, ctx, rng) => c.Run(check, ctx, d, rng)))
             .Concat(from c in EmbeddingCases() from d in dtypes
                     select (KernelCheck)new DelegateCheck("embedding", c.Name, d, (check, ctx, rng) => c.Run(check, ctx, d, rng)));

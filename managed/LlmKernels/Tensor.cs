@@ -276,6 +276,13 @@ public sealed unsafe class Tensor : IDisposable
         return (elements, bytes);
     }
 
+    /// <summary>Average bytes per element: the element size, or block bytes / block elements (Q8_0: 1.0625).</summary>
+    public static double BytesPerElement(LlmkDtype dtype)
+    {
+        var (block, bytes) = BlockOf(dtype);
+        return (double)bytes / block;
+    }
+
     /// <summary>Bytes that hold <paramref name="elements"/> elements of <paramref name="dtype"/> (whole blocks).</summary>
     public static long ByteCount(LlmkDtype dtype, long elements)
     {

@@ -101,6 +101,71 @@ public static class QuantOracle
         return result;
     }
 
+    /// <summary>
+    /// The largest error llmk_convert's quantizer may leave at each element of <paramref name="x"/> (whole blocks),
+    /// from x alone: Q8_0 rounds to d = max|x| / 127 (half a step, plus the f16 rounding of d at up to 127
+    /// steps); Q4_0 to d = max|x| / 8 (a full step at the clamped end); Q4_K to steps of range / 15 per 32, with
+    /// the 6-bit scales and mins rounded against d = max step / 63 and dmin = max min / 63 (half of each, times
+    /// 15 codes); Q6_K to steps of max|x| / 31 per 16 with int8 scales against d = max step / 127.
+    /// </summary>
+    public static double[] QuantizeErrorBound(LlmkDtype dtype, ReadOnlySpan<float> x)
+    {
+        var bound = new double[x.Length];
+        int block = (int)Tensor.BlockOf(dtype).Elements;
+        const double f16 = 1.0 / 1024; // relative rounding of a scale stored in f16, with room
+        for (int b0 = 0; b0 < x.Length; b0 += block)
+        {
+            var xs = x.Slice(b0, block);
+            double amax = 0;
+            foreach (var v in xs) amax = Math.Max(amax, Math.Abs(v));
+            switch (dtype)
+            {
+                case LlmkDtype.Q8_0:
+                    bound.AsSpan(b0, block).Fill(amax / 127 * (0.5 + 127 * f16));
+                    break;
+                case LlmkDtype.Q4_0:
+                    bound.AsSpan(b0, block).Fill(amax / 8 * (1 + 8 * f16));
+                    break;
+                case LlmkDtype.Q4_K:
+                {
+                    double maxStep = 0, maxMin = 0;
+                    var range = new double[8];
+                    for (int j = 0; j < 8; j++)
+                    {
+                        double lo = 0, hi = 0;
+                        for (int l = 0; l < 32; l++) { lo = Math.Min(lo, xs[32 * j + l]); hi = Math.Max(hi, xs[32 * j + l]); }
+                        range[j] = hi - lo;
+                        maxStep = Math.Max(maxStep, range[j] / 15);
+                        maxMin = Math.Max(maxMin, -lo);
+                    }
+                    double d = maxStep / 63 * (1 + f16), dmin = maxMin / 63 * (1 + f16);
+                    for (int j = 0; j < 8; j++)
+                        bound.AsSpan(b0 + 32 * j, 32).Fill((range[j] / 15 + d) / 2 + 15 * d / 2 + dmin / 2 + amax * f16);
+                    break;
+                }
+                case LlmkDtype.Q6_K:
+                {
+                    var step = new double[16];
+                    double maxStep = 0;
+                    for (int j = 0; j < 16; j++)
+                    {
+                        double m = 0;
+                        for (int l = 0; l < 16; l++) m = Math.Max(m, Math.Abs(xs[16 * j + l]));
+                        step[j] = m / 31;
+                        maxStep = Math.Max(maxStep, step[j]);
+                    }
+                    double d = maxStep / 127 * (1 + f16);
+                    for (int j = 0; j < 16; j++)
+                        bound.AsSpan(b0 + 16 * j, 16).Fill((step[j] + d) / 2 + 32 * d / 2 + amax * f16);
+                    break;
+                }
+                default:
+                    throw new ArgumentException($"{dtype} is not quantized", nameof(dtype));
+            }
+        }
+        return bound;
+    }
+
     /// <summary>Random blocks of <paramref name="dtype"/> for <paramref name="elements"/> elements: random codes and
     /// scales (every code value, both scale signs where the format allows them) with values of order
     /// <paramref name="scale"/>.</summary>

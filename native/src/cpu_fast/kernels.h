@@ -22,6 +22,7 @@ static llmk_status fast_leave(llmk_context* ctx, llmk_status status) {
     return status;
 }
 
+#include "linear_quantized.h"
 #include "linear.h"
 #include "attention.h"
 #include "activation.h"

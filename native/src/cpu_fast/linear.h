@@ -153,8 +153,10 @@ static void linear_item(void* arg, int64_t item, int thread) {
 static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight,
                                const llmk_tensor* bias, llmk_tensor* y) {
     const int64_t rows = x->shape[0], K = x->shape[1], outs = weight->shape[0];
-    if (x->dtype != LLMK_DTYPE_F32 || y->dtype != LLMK_DTYPE_F32 || K == 0 || llmk_is_quantized(weight->dtype))
+    if (x->dtype != LLMK_DTYPE_F32 || y->dtype != LLMK_DTYPE_F32 || K == 0)
         return llmk_cpu_linear(ctx, x, weight, bias, y);
+    if (llmk_is_quantized(weight->dtype))
+        return fast_linear_quantized(ctx, x, weight, bias, y);
     linear_job job = {{(const float*)x->data, x->strides[0], weight->data, weight->dtype, weight->strides[0], bias,
                        (float*)y->data, y->strides[0], K},
                       rows, outs, 0, 0, 0};

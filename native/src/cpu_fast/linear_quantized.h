@@ -1,0 +1,269 @@
+/* Fast linear layer with a quantized weight (Q8_0, Q4_0, Q4_K, Q6_K), f32 x and y (part of a flavour's
+ * translation unit; see simd.h).
+ *
+ * As the contract says, x is first rounded to 8-bit blocks of 32 (core/quant.c, once per call), so every
+ * product is of two small integers: 32 at a time by AVX2's maddubs (unsigned x signed bytes -> pairs summed
+ * in int16, exact: |w| <= 128, |q| <= 127), then madd to int32 and one f32 FMA per block with the two scales.
+ * Weights are read where they lie (the memory-mapped file) and unpacked in registers once for up to QROWS
+ * rows of x. Each output's sum runs in the same order whatever rows it came with, so decode and prefill give
+ * the same bits. The portable flavour runs the same integer sums in plain C. */
+
+enum { QROWS = 4 };
+
+typedef struct quant_problem {
+    const llmk_block_q8* xq; /* [rows][blocks] */
+    int64_t blocks;          /* per row: in_features / 32 */
+    const char* w;
+    int32_t wtype;
+    int64_t w_row_bytes;
+    const llmk_tensor* bias;
+    float* y;
+    int64_t y_stride;
+} quant_problem;
+
+/* A block's f16 scale, by F16C where there is AVX2 (a call per block costs a third of the time). */
+LLMK_INLINE float scale_of(uint16_t h) {
+#if defined(__AVX2__)
+    return _cvtsh_ss(h);
+#else
+    return llmk_f16_to_float(h);
+#endif
+}
+
+#if defined(__AVX2__)
+LLMK_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* unsigned bytes u times signed bytes s, summed in int32 over each group of four. */
+LLMK_INLINE __m256i dot_u8_i8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+LLMK_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+/* Q8_0 and Q4_0 share this: w are signed bytes, made unsigned by moving the sign onto x. */
+LLMK_INLINE void signed_block(int R, __m256i w, float dw, const llmk_block_q8* const* x, int64_t b, __m256* acc) {
+    const __m256i u = _mm256_sign_epi8(w, w);
+    for (int i = 0; i < R; i++) {
+        const __m256i s = _mm256_sign_epi8(load32(x[i][b].q), w);
+        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i][b].d), _mm256_cvtepi32_ps(dot_u8_i8(u, s)), acc[i]);
+    }
+}
+
+LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
+                            float out[QROWS]) {
+    __m256 acc[QROWS];
+    float offset[QROWS]; /* Q4_K's mins and Q6_K's -32, applied through the sums of x */
+    for (int i = 0; i < R; i++) {
+        acc[i] = _mm256_setzero_ps();
+        offset[i] = 0.0f;
+    }
+    const __m256i low4 = _mm256_set1_epi8(0xF);
+    if (wtype == LLMK_DTYPE_Q8_0) {
+        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w;
+        for (int64_t b = 0; b < blocks; b++)
+            signed_block(R, load32(wb[b].q), scale_of(wb[b].d), x, b, acc);
+    } else if (wtype == LLMK_DTYPE_Q4_0) {
+        const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w;
+        for (int64_t b = 0; b < blocks; b++) {
+            const __m128i packed = _mm_loadu_si128((const __m128i*)wb[b].q);
+            const __m256i nibbles = _mm256_and_si256(
+                _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low4); /* elements 0..15 low, 16..31 high */
+            signed_block(R, _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), scale_of(wb[b].d), x, b, acc);
+        }
+    } else if (wtype == LLMK_DTYPE_Q4_K) {
+        const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w;
+        for (int64_t s = 0; s < blocks / 8; s++) {
+            const float d = scale_of(wb[s].d), dmin = scale_of(wb[s].dmin);
+            for (int j = 0; j < 8; j += 2) {
+                int sc0, m0, sc1, m1;
+                llmk_q4_k_scale_min(wb[s].scales, j, &sc0, &m0);
+                llmk_q4_k_scale_min(wb[s].scales, j + 1, &sc1, &m1);
+                const __m256i q = load32(wb[s].q + 16 * j);
+                const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+                for (int i = 0; i < R; i++) {
+                    const llmk_block_q8* x0 = &x[i][8 * s + j];
+                    const llmk_block_q8* x1 = x0 + 1;
+                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc0 * x0->d),
+                                             _mm256_cvtepi32_ps(dot_u8_i8(lo, load32(x0->q))), acc[i]);
+                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc1 * x1->d),
+                                             _mm256_cvtepi32_ps(dot_u8_i8(hi, load32(x1->q))), acc[i]);
+                    offset[i] += dmin * ((float)m0 * x0->d * (float)(x0->sum[0] + x0->sum[1]) +
+                                         (float)m1 * x1->d * (float)(x1->sum[0] + x1->sum[1]));
+                }
+            }
+        }
+        for (int i = 0; i < R; i++)
+            offset[i] = -offset[i];
+    } else { /* Q6_K */
+        const llmk_block_q6_k* wb = (const llmk_block_q6_k*)w;
+        for (int64_t s = 0; s < blocks / 8; s++) {
+            const float d = scale_of(wb[s].d);
+            for (int h = 0; h < 2; h++) {
+                const __m256i qh = load32(wb[s].qh + 32 * h);
+                for (int c = 0; c < 4; c++) {
+                    const __m256i ql = load32(wb[s].ql + 64 * h + 32 * (c & 1));
+                    const __m256i low = _mm256_and_si256(c >> 1 ? _mm256_srli_epi16(ql, 4) : ql, low4);
+                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), _mm256_set1_epi8(3));
+                    const __m256i u = _mm256_or_si256(low, _mm256_slli_epi16(high, 4)); /* q + 32, 0..63 */
+                    const int sa = wb[s].scales[8 * h + 2 * c], sb = wb[s].scales[8 * h + 2 * c + 1];
+                    const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
+                    for (int i = 0; i < R; i++) {
+                        const llmk_block_q8* xb = &x[i][8 * s + 4 * h + c];
+                        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(xb->q)), scales);
+                        const float dx = d * xb->d;
+                        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dx), _mm256_cvtepi32_ps(sums), acc[i]);
+                        offset[i] -= dx * 32.0f * (float)(sa * xb->sum[0] + sb * xb->sum[1]);
+                    }
+                }
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        out[i] = hsum8(acc[i]) + offset[i];
+}
+#else
+/* The codes of 32 weights from element 32 * b (signed, offsets applied except Q4_K's min), their scales for
+ * elements 0..15 and 16..31, and the offset added to each (Q4_K: -dmin * min). */
+static void weight_chunk(int32_t wtype, const char* w, int64_t b, int8_t codes[32], float scale[2], float* offset) {
+    *offset = 0.0f;
+    if (wtype == LLMK_DTYPE_Q8_0) {
+        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w + b;
+        memcpy(codes, wb->q, 32);
+        scale[0] = scale[1] = scale_of(wb->d);
+    } else if (wtype == LLMK_DTYPE_Q4_0) {
+        const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w + b;
+        for (int l = 0; l < 16; l++) {
+            codes[l] = (int8_t)((wb->q[l] & 0xF) - 8);
+            codes[l + 16] = (int8_t)((wb->q[l] >> 4) - 8);
+        }
+        scale[0] = scale[1] = scale_of(wb->d);
+    } else if (wtype == LLMK_DTYPE_Q4_K) {
+        const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w + b / 8;
+        const int j = (int)(b % 8);
+        int sc, m;
+        llmk_q4_k_scale_min(wb->scales, j, &sc, &m);
+        for (int l = 0; l < 32; l++)
+            codes[l] = (int8_t)(j % 2 ? wb->q[32 * (j / 2) + l] >> 4 : wb->q[32 * (j / 2) + l] & 0xF);
+        scale[0] = scale[1] = scale_of(wb->d) * (float)sc;
+        *offset = -scale_of(wb->dmin) * (float)m;
+    } else {
+        const llmk_block_q6_k* wb = (const llmk_block_q6_k*)w + b / 8;
+        const int h = (int)(b % 8) / 4, c = (int)(b % 4);
+        for (int l = 0; l < 32; l++) {
+            const int low = (wb->ql[64 * h + 32 * (c & 1) + l] >> (4 * (c >> 1))) & 0xF;
+            const int high = (wb->qh[32 * h + l] >> (2 * c)) & 3;
+            codes[l] = (int8_t)((low | high << 4) - 32);
+        }
+        const float d = scale_of(wb->d);
+        scale[0] = d * (float)wb->scales[8 * h + 2 * c];
+        scale[1] = d * (float)wb->scales[8 * h + 2 * c + 1];
+    }
+}
+
+LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
+                            float out[QROWS]) {
+    float acc[QROWS] = {0};
+    for (int64_t b = 0; b < blocks; b++) {
+        int8_t codes[32];
+        float scale[2], offset;
+        weight_chunk(wtype, w, b, codes, scale, &offset);
+        for (int i = 0; i < R; i++) {
+            const llmk_block_q8* xb = &x[i][b];
+            int32_t s0 = 0, s1 = 0;
+            for (int l = 0; l < 16; l++) {
+                s0 += codes[l] * xb->q[l];
+                s1 += codes[l + 16] * xb->q[l + 16];
+            }
+            acc[i] += xb->d * (scale[0] * (float)s0 + scale[1] * (float)s1 +
+                               offset * (float)(xb->sum[0] + xb->sum[1]));
+        }
+    }
+    for (int i = 0; i < R; i++)
+        out[i] = acc[i];
+}
+#endif
+
+/* y[r0..r0+R, o] for one weight row. */
+LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
+    const llmk_block_q8* x[QROWS];
+    for (int i = 0; i < R; i++)
+        x[i] = p->xq + (r0 + i) * p->blocks;
+    float out[QROWS];
+    quant_dots(R, p->wtype, p->w + o * p->w_row_bytes, x, p->blocks, out);
+    const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, o * p->bias->strides[0]) : 0.0f;
+    for (int i = 0; i < R; i++)
+        p->y[(r0 + i) * p->y_stride + o] = out[i] + bias;
+}
+
+typedef struct quant_job {
+    quant_problem p;
+    int64_t rows, outs, row_block, chunk, chunks;
+} quant_job;
+
+static void quant_item(void* arg, int64_t item, int thread) {
+    (void)thread;
+    const quant_job* job = (const quant_job*)arg;
+    const int64_t rb = item / job->chunks, c = item % job->chunks;
+    const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
+    const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
+    for (int64_t o = o0; o < o1; o++) {
+        int64_t r = r0;
+        for (; r + QROWS <= r1; r += QROWS)
+            quant_outputs(QROWS, &job->p, r, o);
+        for (; r < r1; r++)
+            quant_outputs(1, &job->p, r, o);
+    }
+}
+
+typedef struct round_job {
+    const float* x;
+    int64_t x_stride, K;
+    llmk_block_q8* xq;
+} round_job;
+
+static void round_item(void* arg, int64_t r, int thread) {
+    (void)thread;
+    const round_job* job = (const round_job*)arg;
+    llmk_quantize_row_q8(job->x + r * job->x_stride, job->K, job->xq + r * (job->K / LLMK_QK));
+}
+
+static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight,
+                                         const llmk_tensor* bias, llmk_tensor* y) {
+    const int64_t rows = x->shape[0], K = x->shape[1], outs = weight->shape[0], blocks = K / LLMK_QK;
+    if ((uint64_t)rows > SIZE_MAX / sizeof(llmk_block_q8) / (uint64_t)blocks)
+        return llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "llmk_linear: the 8-bit x of %lld x %lld is too large",
+                         (long long)rows, (long long)K);
+    LLMK_TRY(fast_enter(ctx, "llmk_linear"));
+    const size_t xq_bytes = (size_t)rows * (size_t)blocks * sizeof(llmk_block_q8);
+    llmk_block_q8* xq = (llmk_block_q8*)llmk_cpu_scratch(ctx, xq_bytes);
+    if (!xq)
+        return fast_leave(ctx, llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "llmk_linear: could not allocate %llu bytes of scratch",
+                                         (unsigned long long)xq_bytes));
+    round_job rounding = {(const float*)x->data, x->strides[0], K, xq};
+    llmk_cpu_parallel(ctx, rows, round_item, &rounding);
+
+    quant_job job = {{xq, blocks, (const char*)weight->data, weight->dtype,
+                      (int64_t)llmk_bytes_of(weight->dtype, (uint64_t)weight->strides[0]), bias, (float*)y->data,
+                      y->strides[0]},
+                     rows, outs, 0, 0, 0};
+    /* Row blocks of x whose 8-bit rows stay in L2 (256 KiB) while each weight row is reused from L1 across
+     * them; output chunks so that every thread gets several items. */
+    int64_t row_block = (256 * 1024) / (int64_t)(blocks * sizeof(llmk_block_q8));
+    row_block = row_block < QROWS ? QROWS : row_block > 128 ? 128 : row_block / QROWS * QROWS;
+    const int64_t row_blocks = (rows + row_block - 1) / row_block;
+    /* ... but at least 64 KiB of weight rows each: the prefetcher needs a long stream to reach full speed. */
+    int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
+    const int64_t min_chunk = 64 * 1024 / job.p.w_row_bytes;
+    chunk = chunk < min_chunk ? min_chunk : chunk;
+    chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk;
+    job.row_block = row_block;
+    job.chunk = chunk;
+    job.chunks = (outs + chunk - 1) / chunk;
+    llmk_cpu_parallel(ctx, row_blocks * job.chunks, quant_item, &job);
+    return fast_leave(ctx, LLMK_STATUS_OK);
+}
