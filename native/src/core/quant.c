@@ -4,66 +4,14 @@
 
 #include <math.h>
 
-static void dequantize_q8_0(const llmk_block_q8_0* b, int64_t blocks, float* out) {
-    for (int64_t i = 0; i < blocks; i++, out += LLMK_QK) {
-        const float d = llmk_f16_to_float(b[i].d);
-        for (int j = 0; j < LLMK_QK; j++)
-            out[j] = d * (float)b[i].q[j];
-    }
-}
-
-static void dequantize_q4_0(const llmk_block_q4_0* b, int64_t blocks, float* out) {
-    for (int64_t i = 0; i < blocks; i++, out += LLMK_QK) {
-        const float d = llmk_f16_to_float(b[i].d);
-        for (int j = 0; j < LLMK_QK / 2; j++) {
-            out[j] = d * (float)((b[i].q[j] & 0xF) - 8);
-            out[j + LLMK_QK / 2] = d * (float)((b[i].q[j] >> 4) - 8);
-        }
-    }
-}
-
-static void dequantize_q4_k(const llmk_block_q4_k* b, int64_t blocks, float* out) {
-    for (int64_t i = 0; i < blocks; i++) {
-        const float d = llmk_f16_to_float(b[i].d), dmin = llmk_f16_to_float(b[i].dmin);
-        const uint8_t* q = b[i].q;
-        for (int j = 0; j < 8; j += 2, q += 32) {
-            int s0, m0, s1, m1;
-            llmk_q4_k_scale_min(b[i].scales, j, &s0, &m0);
-            llmk_q4_k_scale_min(b[i].scales, j + 1, &s1, &m1);
-            const float d0 = d * (float)s0, o0 = dmin * (float)m0, d1 = d * (float)s1, o1 = dmin * (float)m1;
-            for (int l = 0; l < 32; l++)
-                *out++ = d0 * (float)(q[l] & 0xF) - o0;
-            for (int l = 0; l < 32; l++)
-                *out++ = d1 * (float)(q[l] >> 4) - o1;
-        }
-    }
-}
-
-/* Element 128 h + 32 c + l (c < 4, l < 32) of a Q6_K block: low bits in ql[64 h + 32 (c & 1) + l], nibble
- * c >> 1; high bits 2c of qh[32 h + l]; scale 8 h + 2 c + l / 16. */
-static int q6_k_value(const llmk_block_q6_k* b, int h, int c, int l) {
-    const int low = (b->ql[64 * h + 32 * (c & 1) + l] >> (4 * (c >> 1))) & 0xF;
-    const int high = (b->qh[32 * h + l] >> (2 * c)) & 3;
-    return (low | (high << 4)) - 32;
-}
-
-static void dequantize_q6_k(const llmk_block_q6_k* b, int64_t blocks, float* out) {
-    for (int64_t i = 0; i < blocks; i++) {
-        const float d = llmk_f16_to_float(b[i].d);
-        for (int h = 0; h < 2; h++)
-            for (int c = 0; c < 4; c++)
-                for (int l = 0; l < 32; l++)
-                    *out++ = d * (float)b[i].scales[8 * h + 2 * c + l / 16] * (float)q6_k_value(&b[i], h, c, l);
-    }
-}
-
 void llmk_dequantize_row(int32_t dtype, const void* blocks, int64_t n, float* out) {
-    switch (dtype) {
-    case LLMK_DTYPE_Q8_0: dequantize_q8_0((const llmk_block_q8_0*)blocks, n / LLMK_QK, out); break;
-    case LLMK_DTYPE_Q4_0: dequantize_q4_0((const llmk_block_q4_0*)blocks, n / LLMK_QK, out); break;
-    case LLMK_DTYPE_Q4_K: dequantize_q4_k((const llmk_block_q4_k*)blocks, n / LLMK_QK_K, out); break;
-    case LLMK_DTYPE_Q6_K: dequantize_q6_k((const llmk_block_q6_k*)blocks, n / LLMK_QK_K, out); break;
-    default: break;
+    for (int64_t c = 0; c < n / LLMK_QK; c++, out += LLMK_QK) {
+        llmk_quant_chunk chunk;
+        llmk_quant_chunk_at(dtype, blocks, c, &chunk);
+        const float d = llmk_f16_to_float(chunk.d), offset = llmk_f16_to_float(chunk.dmin) * (float)chunk.min;
+        const float step[2] = {d * (float)chunk.scale[0], d * (float)chunk.scale[1]};
+        for (int l = 0; l < LLMK_QK; l++)
+            out[l] = step[l / 16] * (float)chunk.code[l] - offset;
     }
 }
 

@@ -29,10 +29,22 @@ typedef struct llmk_block_q6_k {
     uint16_t d;                /* f16 */
 } llmk_block_q6_k;
 
-_Static_assert(sizeof(llmk_block_q8_0) == 34, "Q8_0 block");
-_Static_assert(sizeof(llmk_block_q4_0) == 18, "Q4_0 block");
-_Static_assert(sizeof(llmk_block_q4_k) == 144, "Q4_K block");
-_Static_assert(sizeof(llmk_block_q6_k) == 210, "Q6_K block");
+#ifdef __cplusplus
+#define LLMK_STATIC_ASSERT static_assert
+#else
+#define LLMK_STATIC_ASSERT _Static_assert
+#endif
+LLMK_STATIC_ASSERT(sizeof(llmk_block_q8_0) == 34, "Q8_0 block");
+LLMK_STATIC_ASSERT(sizeof(llmk_block_q4_0) == 18, "Q4_0 block");
+LLMK_STATIC_ASSERT(sizeof(llmk_block_q4_k) == 144, "Q4_K block");
+LLMK_STATIC_ASSERT(sizeof(llmk_block_q6_k) == 210, "Q6_K block");
+
+/* Inline helpers below also compile as CUDA device code. */
+#if defined(__CUDACC__)
+#define LLMK_QUANT_FN static inline __host__ __device__
+#else
+#define LLMK_QUANT_FN static inline
+#endif
 
 /* x rounded to 8 bits, as llmk_linear does before a quantized weight: d = max|x| / 127 over the block,
  * q = nearest-even(x * (1 / d)), and the sums of q over each half (for the offsets of Q4_K and Q6_K). */
@@ -60,13 +72,70 @@ static inline llmk_status llmk_check_quantized_on_cpu(const llmk_context* ctx, c
 }
 
 /* Sub-block j (0..7) of a Q4_K block: its 6-bit scale and min. */
-static inline void llmk_q4_k_scale_min(const uint8_t* scales, int j, int* scale, int* min) {
+LLMK_QUANT_FN void llmk_q4_k_scale_min(const uint8_t* scales, int j, int* scale, int* min) {
     if (j < 4) {
         *scale = scales[j] & 63;
         *min = scales[j + 4] & 63;
     } else {
         *scale = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4);
         *min = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+    }
+}
+
+/* Elements [32 c, 32 c + 32) of a row of blocks, in integers: element e is
+ * d * scale[e / 16] * code[e] - dmin * min, d and dmin f16 bits (Q8_0, Q4_0: scale 1, min 0, code the signed
+ * value; Q4_K: code 0..15 with its sub-block's 6-bit scale and min; Q6_K: code -32..31 with int8 scales). The
+ * one decoder of the formats: the reference dequantizes through it, the portable and CUDA kernels multiply
+ * with it; the AVX2 kernels unpack in registers instead. */
+typedef struct llmk_quant_chunk {
+    int8_t code[32];
+    int scale[2];
+    int min;
+    uint16_t d, dmin;
+} llmk_quant_chunk;
+
+LLMK_QUANT_FN void llmk_quant_chunk_at(int32_t dtype, const void* row, int64_t c, llmk_quant_chunk* out) {
+    out->min = 0;
+    out->dmin = 0;
+    if (dtype == LLMK_DTYPE_Q8_0) {
+        const llmk_block_q8_0* b = (const llmk_block_q8_0*)row + c;
+        for (int l = 0; l < 32; l++)
+            out->code[l] = b->q[l];
+        out->scale[0] = out->scale[1] = 1;
+        out->d = b->d;
+    } else if (dtype == LLMK_DTYPE_Q4_0) {
+        const llmk_block_q4_0* b = (const llmk_block_q4_0*)row + c;
+        for (int l = 0; l < 16; l++) {
+            out->code[l] = (int8_t)((b->q[l] & 0xF) - 8);
+            out->code[l + 16] = (int8_t)((b->q[l] >> 4) - 8);
+        }
+        out->scale[0] = out->scale[1] = 1;
+        out->d = b->d;
+    } else if (dtype == LLMK_DTYPE_Q4_K) {
+        const llmk_block_q4_k* b = (const llmk_block_q4_k*)row + c / 8;
+        const int j = (int)(c % 8);
+        int scale, min;
+        llmk_q4_k_scale_min(b->scales, j, &scale, &min);
+        for (int l = 0; l < 32; l++) {
+            const uint8_t q = b->q[32 * (j / 2) + l];
+            out->code[l] = (int8_t)(j % 2 ? q >> 4 : q & 0xF);
+        }
+        out->scale[0] = out->scale[1] = scale;
+        out->min = min;
+        out->d = b->d;
+        out->dmin = b->dmin;
+    } else { /* Q6_K: element 128 h + 32 k + l has its low bits in ql[64 h + 32 (k & 1) + l] (nibble k >> 1),
+                its high bits at 2k of qh[32 h + l], its scale 8 h + 2 k + l / 16 */
+        const llmk_block_q6_k* b = (const llmk_block_q6_k*)row + c / 8;
+        const int h = (int)(c % 8) / 4, k = (int)(c % 4);
+        for (int l = 0; l < 32; l++) {
+            const int low = (b->ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 0xF;
+            const int high = (b->qh[32 * h + l] >> (2 * k)) & 3;
+            out->code[l] = (int8_t)((low | high << 4) - 32);
+        }
+        out->scale[0] = b->scales[8 * h + 2 * k];
+        out->scale[1] = b->scales[8 * h + 2 * k + 1];
+        out->d = b->d;
     }
 }
 

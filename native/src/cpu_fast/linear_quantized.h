@@ -127,59 +127,21 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
         out[i] = hsum8(acc[i]) + offset[i];
 }
 #else
-/* The codes of 32 weights from element 32 * b (signed, offsets applied except Q4_K's min), their scales for
- * elements 0..15 and 16..31, and the offset added to each (Q4_K: -dmin * min). */
-static void weight_chunk(int32_t wtype, const char* w, int64_t b, int8_t codes[32], float scale[2], float* offset) {
-    *offset = 0.0f;
-    if (wtype == LLMK_DTYPE_Q8_0) {
-        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w + b;
-        memcpy(codes, wb->q, 32);
-        scale[0] = scale[1] = scale_of(wb->d);
-    } else if (wtype == LLMK_DTYPE_Q4_0) {
-        const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w + b;
-        for (int l = 0; l < 16; l++) {
-            codes[l] = (int8_t)((wb->q[l] & 0xF) - 8);
-            codes[l + 16] = (int8_t)((wb->q[l] >> 4) - 8);
-        }
-        scale[0] = scale[1] = scale_of(wb->d);
-    } else if (wtype == LLMK_DTYPE_Q4_K) {
-        const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w + b / 8;
-        const int j = (int)(b % 8);
-        int sc, m;
-        llmk_q4_k_scale_min(wb->scales, j, &sc, &m);
-        for (int l = 0; l < 32; l++)
-            codes[l] = (int8_t)(j % 2 ? wb->q[32 * (j / 2) + l] >> 4 : wb->q[32 * (j / 2) + l] & 0xF);
-        scale[0] = scale[1] = scale_of(wb->d) * (float)sc;
-        *offset = -scale_of(wb->dmin) * (float)m;
-    } else {
-        const llmk_block_q6_k* wb = (const llmk_block_q6_k*)w + b / 8;
-        const int h = (int)(b % 8) / 4, c = (int)(b % 4);
-        for (int l = 0; l < 32; l++) {
-            const int low = (wb->ql[64 * h + 32 * (c & 1) + l] >> (4 * (c >> 1))) & 0xF;
-            const int high = (wb->qh[32 * h + l] >> (2 * c)) & 3;
-            codes[l] = (int8_t)((low | high << 4) - 32);
-        }
-        const float d = scale_of(wb->d);
-        scale[0] = d * (float)wb->scales[8 * h + 2 * c];
-        scale[1] = d * (float)wb->scales[8 * h + 2 * c + 1];
-    }
-}
-
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
                             float out[QROWS]) {
     float acc[QROWS] = {0};
     for (int64_t b = 0; b < blocks; b++) {
-        int8_t codes[32];
-        float scale[2], offset;
-        weight_chunk(wtype, w, b, codes, scale, &offset);
+        llmk_quant_chunk chunk;
+        llmk_quant_chunk_at(wtype, w, b, &chunk);
+        const float d = scale_of(chunk.d), offset = scale_of(chunk.dmin) * (float)chunk.min;
         for (int i = 0; i < R; i++) {
             const llmk_block_q8* xb = &x[i][b];
             int32_t s0 = 0, s1 = 0;
             for (int l = 0; l < 16; l++) {
-                s0 += codes[l] * xb->q[l];
-                s1 += codes[l + 16] * xb->q[l + 16];
+                s0 += chunk.code[l] * xb->q[l];
+                s1 += chunk.code[l + 16] * xb->q[l + 16];
             }
-            acc[i] += xb->d * (scale[0] * (float)s0 + scale[1] * (float)s1 +
+            acc[i] += xb->d * (d * (float)(chunk.scale[0] * s0 + chunk.scale[1] * s1) -
                                offset * (float)(xb->sum[0] + xb->sum[1]));
         }
     }
