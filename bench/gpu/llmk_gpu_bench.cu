@@ -78,7 +78,11 @@ const char* dtype_name(int32_t d) {
     case LLMK_DTYPE_F16: return "f16";
     case LLMK_DTYPE_BF16: return "bf16";
     case LLMK_DTYPE_I32: return "i32";
-    default: return "i64";
+    case LLMK_DTYPE_I64: return "i64";
+    case LLMK_DTYPE_Q8_0: return "q8_0";
+    case LLMK_DTYPE_Q4_0: return "q4_0";
+    case LLMK_DTYPE_Q4_K: return "q4_k";
+    default: return "q6_k";
     }
 }
 
@@ -413,11 +417,17 @@ struct Spec {
     bool compare;
 };
 
-// Host bytes of a spec, through the CPU backend's conversions.
+// Bytes of n elements of a dtype (whole blocks for a quantized one).
+size_t byte_count(int32_t dtype, int64_t n) {
+    int64_t elements = 1, bytes = 0;
+    CHECK_LLMK(llmk_dtype_block(dtype, &elements, &bytes));
+    return (size_t)(n / elements * bytes);
+}
+
+// Host bytes of a spec, through the CPU backend's conversions (a quantized spec is quantized there).
 std::vector<unsigned char> host_bytes(llmk_context* cpu, const Spec& s) {
     const int64_t n = numel(s.shape);
-    const size_t size = llmk_dtype_size(s.dtype);
-    std::vector<unsigned char> bytes((size_t)n * size, 0xff); // outputs: NaN / garbage poison
+    std::vector<unsigned char> bytes(byte_count(s.dtype, n), 0xff); // outputs: NaN / garbage poison
     if (s.values.empty())
         return bytes;
     if (s.dtype == LLMK_DTYPE_I32 || s.dtype == LLMK_DTYPE_I64) {
@@ -505,7 +515,7 @@ struct Checker {
         for (size_t i = 0; i < specs.size(); i++) {
             if (!specs[i].compare)
                 continue;
-            std::vector<unsigned char> bytes((size_t)numel(specs[i].shape) * llmk_dtype_size(specs[i].dtype));
+            std::vector<unsigned char> bytes(byte_count(specs[i].dtype, numel(specs[i].shape)));
             CHECK_LLMK(llmk_download(ctx, bytes.data(), memory[i], bytes.size()));
             outputs.push_back(as_doubles(cpu, specs[i], bytes));
         }
@@ -619,6 +629,18 @@ void run_checks(Checker& c) {
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], &t[2], &t[3]); });
         c.check("linear (f32 weight)", dt, {in(dt, {5, 200}, c.randoms(1000)), in(LLMK_DTYPE_F32, {33, 200}, c.randoms(6600, 0.2)), out(dt, {5, 33})},
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], nullptr, &t[2]); });
+        // Quantized weights: the CPU reference and CUDA both round x to 8 bits first (llmk_linear's contract).
+        for (int32_t q : {LLMK_DTYPE_Q8_0, LLMK_DTYPE_Q4_0, LLMK_DTYPE_Q4_K, LLMK_DTYPE_Q6_K}) {
+            const std::string name = dtype_name(q);
+            c.check("linear (" + name + " weight, decode)", dt, {in(dt, {1, 512}, c.randoms(512)), in(q, {37, 512}, c.randoms(37 * 512, 0.2)), in(LLMK_DTYPE_F32, {37}, c.randoms(37)), out(dt, {1, 37})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], &t[2], &t[3]); });
+            c.check("linear (" + name + " weight, 11 rows)", dt, {in(dt, {11, 768}, c.randoms(11 * 768)), in(q, {70, 768}, c.randoms(70 * 768, 0.2)), out(dt, {11, 70})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], nullptr, &t[2]); });
+            c.check("embedding (" + name + " table)", dt, {in(q, {100, 256}, c.randoms(25600)), in(LLMK_DTYPE_I64, {33}, ids), out(dt, {33, 256})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_embedding(x, &t[0], &t[1], &t[2]); });
+            c.check("convert " + name + " -> dtype", dt, {in(q, {9, 512}, c.randoms(9 * 512)), out(dt, {9, 512})},
+                    [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_convert(x, &t[0], &t[1]); });
+        }
 
         for (int64_t hidden : {1001, 1024}) { // scalar and vector paths
             c.check("rms_norm hidden " + std::to_string(hidden), dt, {in(dt, {17, hidden}, c.randoms(17 * hidden)), in(dt, {hidden}, c.randoms(hidden)), out(dt, {17, hidden})},

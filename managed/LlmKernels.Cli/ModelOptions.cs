@@ -40,7 +40,7 @@ internal sealed class ModelOptions
 
     public Option<string?> Weights { get; } = new("--weights")
     {
-        Description = "Quantize a folder's matrices at load, as llama.cpp does: q8_0, q4_0 or q4_k (Q4_K_M-like: the LM head in q6_k); CPU",
+        Description = "Quantize a folder's matrices at load, as llama.cpp does: q8_0, q4_0 or q4_k (Q4_K_M-like: the LM head in q6_k)",
     };
 
     /// <summary>--weights values and their dtypes.</summary>
@@ -151,8 +151,6 @@ internal static class ModelLoader
 
     private static LoadedModel LoadDirectory(Context ctx, string directory, CliConsole io, LlmkDtype? quantize)
     {
-        if (quantize is not null && ctx.IsCuda)
-            throw new CliException($"--weights {quantize}: quantized weights run on the CPU backend (use --backend cpu)");
         var config = ModelConfig.Load(ConfigPath(directory));
         var tokenizerPath = Path.Combine(directory, "tokenizer.json");
         var tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;

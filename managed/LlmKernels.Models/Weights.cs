@@ -27,8 +27,8 @@ public abstract class WeightSource : IDisposable
                                           LlmkDtype dtype = LlmkDtype.F32) => new ArraySource(origin, weights, dtype);
 
     /// <summary>
-    /// The matrices of <paramref name="inner"/> quantized to <paramref name="dtype"/> as the model takes them (on the
-    /// CPU, by llmk_convert), as llama.cpp's quantizer does: every projection and the embedding; norms, biases
+    /// The matrices of <paramref name="inner"/> quantized to <paramref name="dtype"/> as the model takes them (by
+    /// llmk_convert on the CPU; uploaded for a CUDA model), as llama.cpp's quantizer does: every projection and the embedding; norms, biases
     /// and the MoE router stay as they are, and so does a matrix whose rows are not whole blocks. With Q4_K
     /// the LM head (or a tied embedding) takes Q6_K, as in llama.cpp's Q4_K_M.
     /// </summary>
@@ -80,9 +80,31 @@ public abstract class WeightSource : IDisposable
 
     private sealed class QuantizingSource(WeightSource inner, LlmkDtype dtype, bool tiedEmbedding) : WeightSource
     {
+        private Context? _host; // quantizing runs on the CPU; for CUDA the result is uploaded
+
         public override string Origin => inner.Origin;
 
         public override Tensor? Get(Context ctx, string name)
+        {
+            if (!ctx.IsCuda)
+                return Quantize(ctx, name);
+            _host ??= Context.CreateCpu(0);
+            using var host = Quantize(_host, name);
+            if (host is null) return null;
+            var device = ctx.Allocate(host.DType, host.Shape);
+            try
+            {
+                device.CopyFrom<byte>(host.AsSpan<byte>());
+                return device;
+            }
+            catch
+            {
+                device.Dispose();
+                throw;
+            }
+        }
+
+        private Tensor? Quantize(Context ctx, string name)
         {
             var source = inner.Get(ctx, name);
             if (source is null || source.Rank != 2 || name.EndsWith(".gate.weight", StringComparison.Ordinal))
@@ -107,7 +129,11 @@ public abstract class WeightSource : IDisposable
             }
         }
 
-        public override void Dispose() => inner.Dispose();
+        public override void Dispose()
+        {
+            inner.Dispose();
+            _host?.Dispose();
+        }
     }
 
     private sealed class ArraySource(string origin, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,

@@ -206,7 +206,8 @@ LLMK_API llmk_status llmk_add(llmk_context* context,
                               llmk_tensor* out);      /* [d0, ..., dn] */
 
 /* out = src converted to out's dtype (floating <-> floating, or integer <-> integer), any strides. A quantized
- * dtype converts to or from a floating one on the CPU (a quantized side follows the block rules above):
+ * dtype converts to a floating one (on CUDA: a [rows, cols] matrix) and, on the CPU, from one (a quantized
+ * side follows the block rules above):
  * dequantizing is exact; quantizing Q8_0 and Q4_0 rounds as GGUF's reference quantizers do, Q4_K and Q6_K
  * take each block's scales from its range (no search). */
 LLMK_API llmk_status llmk_convert(llmk_context* context,
@@ -226,7 +227,7 @@ LLMK_API llmk_status llmk_embedding(llmk_context* context,
 
 /* y = x . W^T (+ bias), the layout of torch.nn.Linear. x and y share a dtype; weight and bias may have
  * their own floating dtypes. Accumulates in f32.
- * The weight may be quantized (CPU), in_features a multiple of its block. Then x is first rounded to 8 bits
+ * The weight may be quantized, in_features a multiple of its block. Then x is first rounded to 8 bits
  * in blocks of 32, as llama.cpp does for its integer dot products, and every backend and flavour computes
  * with that x: per block, in f32, d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)) (q = 0 when
  * d = 0), x = d * q. */

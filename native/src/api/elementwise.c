@@ -34,8 +34,6 @@ llmk_status llmk_convert(llmk_context* ctx, const llmk_tensor* src, llmk_tensor*
                          "%s: src has dtype %s but out has dtype %s; conversions are floating <-> floating, "
                          "integer <-> integer or quantized <-> floating",
                          fn, llmk_dtype_name(src->dtype), llmk_dtype_name(out->dtype));
-    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "src", src));
-    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "out", out));
     LLMK_TRY(llmk_check_same_shape(fn, "out", out, "src", src));
     LLMK_TRY(llmk_check_no_self_overlap(fn, "out", out));
     LLMK_TRY(llmk_check_no_overlap(fn, "src", src, "out", out, true));
@@ -48,7 +46,6 @@ llmk_status llmk_embedding(llmk_context* ctx, const llmk_tensor* table, const ll
     static const char fn[] = "llmk_embedding";
     LLMK_TRY(llmk_check_context(ctx, fn));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "table", table, 2, LLMK_FLOATING | LLMK_QUANTIZED, LLMK_CHECK_DEFAULT));
-    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "table", table));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "ids", ids, 1, LLMK_INDEX, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "out", out, 2, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_dim(fn, "out", out, 0, ids->shape[0], "tokens (ids' length)"));

@@ -8,7 +8,6 @@ llmk_status llmk_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_tens
     LLMK_TRY(llmk_check_context(ctx, fn));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "x", x, 2, LLMK_FLOATING, LLMK_CHECK_DEFAULT));
     LLMK_TRY(llmk_check_tensor(ctx, fn, "weight", weight, 2, LLMK_FLOATING | LLMK_QUANTIZED, LLMK_CHECK_DEFAULT));
-    LLMK_TRY(llmk_check_quantized_on_cpu(ctx, fn, "weight", weight));
     const int64_t rows = x->shape[0], in_features = x->shape[1], out_features = weight->shape[0];
     LLMK_TRY(llmk_check_dim(fn, "weight", weight, 1, in_features, "in_features (x's dimension 1)"));
     if (bias) {

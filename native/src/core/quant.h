@@ -62,15 +62,6 @@ static inline bool llmk_is_quantized(int32_t dtype) {
     return dtype >= 0 && dtype < LLMK_DTYPE_COUNT && (LLMK_QUANTIZED & LLMK_DTYPE_BIT(dtype)) != 0;
 }
 
-/* Quantized tensors run on the CPU backend only for now: LLMK_STATUS_UNSUPPORTED on another. */
-static inline llmk_status llmk_check_quantized_on_cpu(const llmk_context* ctx, const char* fn, const char* name,
-                                                      const llmk_tensor* t) {
-    if (llmk_is_quantized(t->dtype) && ctx->device_type != LLMK_DEVICE_TYPE_CPU)
-        return llmk_fail(LLMK_STATUS_UNSUPPORTED, "%s: %s is %s; quantized tensors run on the CPU backend", fn, name,
-                         llmk_dtype_name(t->dtype));
-    return LLMK_STATUS_OK;
-}
-
 /* Sub-block j (0..7) of a Q4_K block: its 6-bit scale and min. */
 LLMK_QUANT_FN void llmk_q4_k_scale_min(const uint8_t* scales, int j, int* scale, int* min) {
     if (j < 4) {

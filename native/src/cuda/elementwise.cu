@@ -2,6 +2,7 @@
  * views take a path without index arithmetic, and same-dtype aligned ones a 16-byte vector path. Each
  * element is read and written by one thread, so exact aliases (out == a) are safe. */
 #include "common.cuh"
+#include "quant.cuh"
 
 namespace llmk_cu {
 namespace {
@@ -123,6 +124,13 @@ template <> struct bits<8> { using type = unsigned long long; };
 
 llmk_status convert(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* src, llmk_tensor* out) {
     llmk_cuda_state* st = state_of(ctx);
+    if (llmk_is_quantized(src->dtype) || llmk_is_quantized(out->dtype)) {
+        /* Dequantizing matrices (rows of blocks into contiguous rows) runs here; quantizing runs on the CPU. */
+        if (llmk_is_quantized(out->dtype) || src->rank != 2 || out->strides[1] != 1)
+            return llmk_fail(LLMK_STATUS_UNSUPPORTED, "%s: on CUDA a quantized src converts to a floating [rows, cols] "
+                             "out with contiguous rows; quantize on the CPU", llmk_fn);
+        return dequantize_rows<int32_t>(st, llmk_fn, src, nullptr, 0, out, src->shape[0]);
+    }
     if (src->dtype == out->dtype) {
         switch (llmk_dtype_size(src->dtype)) {
         case 2: return launch_convert<bits<2>::type, bits<2>::type>(st, llmk_fn, false, src, out);
@@ -168,6 +176,8 @@ llmk_status embedding(llmk_context* ctx, const char* llmk_fn, const llmk_tensor*
     const int64_t size = (int64_t)llmk_dtype_size(table->dtype);
     LLMK_DISPATCH_INDEX(ids->dtype, I,
         const I* id = static_cast<const I*>(ids->data);
+        if (llmk_is_quantized(table->dtype))
+            return dequantize_rows<I>(st, llmk_fn, table, id, ids->strides[0], out, tokens);
         if (table->dtype == out->dtype)
             return gather_rows<I>(st, llmk_fn, table->data, table->strides[0] * size, out->data,
                                   out->strides[0] * size, id, ids->strides[0], 1, tokens, hidden * size);

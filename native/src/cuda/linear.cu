@@ -6,6 +6,7 @@
  * a 16-bit y, the product goes to an f32 scratch and one epilogue kernel adds the bias and rounds, so y
  * is rounded once, as in the CPU reference; an f32 y takes the bias in place. */
 #include "common.cuh"
+#include "quant.cuh"
 
 #include <limits.h>
 
@@ -67,9 +68,77 @@ bool gemm_ready(const llmk_tensor* t) {
     return ld >= t->shape[1] && ld >= 1 && ld <= INT_MAX;
 }
 
+/* y[r, o] for a quantized weight and x rounded to 8 bits: one warp per output and group of up to QROWS rows,
+ * each lane a strided share of the blocks, decoded once for the group's rows; integer products, f32 sums. */
+constexpr int kQuantRows = 4;
+
+template <class TY, class TB>
+__global__ void linear_quantized_kernel(const llmk_block_q8* xq, int64_t rows, int64_t blocks, const char* w,
+                                        int32_t wtype, int64_t w_row_bytes, const TB* bias, int64_t bias_stride,
+                                        TY* y, int64_t y_ld, int64_t outs) {
+    const int lane = threadIdx.x & 31;
+    const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32, groups = (rows + kQuantRows - 1) / kQuantRows;
+    for (int64_t t = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; t < outs * groups; t += warps) {
+        const int64_t o = t % outs, r0 = t / outs * kQuantRows; /* neighbouring warps read neighbouring rows of W */
+        const int count = rows - r0 < kQuantRows ? (int)(rows - r0) : kQuantRows;
+        float acc[kQuantRows] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int64_t b = lane; b < blocks; b += 32) {
+            llmk_quant_chunk chunk;
+            llmk_quant_chunk_at(wtype, w + o * w_row_bytes, b, &chunk);
+            const float d = half_bits_to_float(chunk.d), offset = half_bits_to_float(chunk.dmin) * (float)chunk.min;
+            for (int i = 0; i < kQuantRows; i++) {
+                if (i >= count)
+                    break;
+                const llmk_block_q8* xb = xq + (r0 + i) * blocks + b;
+                int s0 = 0, s1 = 0;
+                for (int l = 0; l < 16; l++) {
+                    s0 += chunk.code[l] * xb->q[l];
+                    s1 += chunk.code[l + 16] * xb->q[l + 16];
+                }
+                acc[i] += xb->d * (d * (float)(chunk.scale[0] * s0 + chunk.scale[1] * s1) -
+                                   offset * (float)(xb->sum[0] + xb->sum[1]));
+            }
+        }
+        for (int i = 0; i < count; i++) { /* count is the same in every lane */
+            const float v = warp_sum(acc[i]);
+            if (lane == 0)
+                y[(r0 + i) * y_ld + o] = from_float<TY>(v + (bias ? to_float(bias[o * bias_stride]) : 0.0f));
+        }
+    }
+}
+
+llmk_status linear_quantized(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* x, const llmk_tensor* weight,
+                             const llmk_tensor* bias, llmk_tensor* y) {
+    llmk_cuda_state* st = state_of(ctx);
+    const int64_t rows = x->shape[0], in = x->shape[1], outs = weight->shape[0], blocks = in / 32;
+    Scratch scratch;
+    llmk_block_q8* xq = nullptr;
+    scratch.add(&xq, rows * blocks);
+    LLMK_TRY(scratch.commit(ctx, llmk_fn));
+    const int block = 256;
+    LLMK_DISPATCH_FLOAT(x->dtype, TX,
+        round_x_kernel<TX><<<grid_for(rows * blocks * 32, block, st), block, 0, st->stream>>>(
+            static_cast<const TX*>(x->data), x->strides[0], rows, blocks, xq);
+        LLMK_CUDA_LAUNCH_CHECK();)
+    const int64_t work = outs * ((rows + kQuantRows - 1) / kQuantRows) * 32;
+    const int32_t bias_dtype = bias ? bias->dtype : LLMK_DTYPE_F32;
+    LLMK_DISPATCH_FLOAT(bias_dtype, TB,
+        LLMK_DISPATCH_FLOAT(y->dtype, TY,
+            linear_quantized_kernel<TY, TB><<<grid_for(work, block, st), block, 0, st->stream>>>(
+                xq, rows, blocks, static_cast<const char*>(weight->data), weight->dtype,
+                (int64_t)llmk_bytes_of(weight->dtype, (uint64_t)weight->strides[0]),
+                bias ? static_cast<const TB*>(bias->data) : nullptr, bias ? bias->strides[0] : 0,
+                static_cast<TY*>(y->data), y->strides[0], outs);
+            LLMK_CUDA_LAUNCH_CHECK();
+            return LLMK_STATUS_OK;))
+    return LLMK_STATUS_OK;
+}
+
 llmk_status linear(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* x, const llmk_tensor* weight,
                    const llmk_tensor* bias, llmk_tensor* y) {
     llmk_cuda_state* st = state_of(ctx);
+    if (llmk_is_quantized(weight->dtype))
+        return linear_quantized(ctx, llmk_fn, x, weight, bias, y);
     const int64_t rows = x->shape[0], in = x->shape[1], out = weight->shape[0];
     if (rows == 0 || out == 0)
         return LLMK_STATUS_OK;

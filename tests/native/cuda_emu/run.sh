@@ -36,7 +36,9 @@ for name in elementwise norm activation rope linear moe; do
   python3 "$here/preprocess.py" "$cuda_src/$name.cu" "$work/$name.cpp"
 done
 python3 "$here/preprocess.py" "$root/bench/gpu/llmk_gpu_bench.cu" "$work/bench.cpp"
-python3 "$here/preprocess.py" "$cuda_src/common.cuh" "$work/common.cuh" # found first on the include path
+for header in common quant; do # found first on the include path
+  python3 "$here/preprocess.py" "$cuda_src/$header.cuh" "$work/$header.cuh"
+done
 for src in "$work"/*.cpp "$here/fake_backend.cpp"; do
   o="$work/$(basename "$src" .cpp).cpp.o"
   "$cxx" -std=c++17 -O1 -g "${sanitize[@]}" -w -DLLMK_WITH_CUDA -DLLMK_BUILDING "${includes[@]}" \
