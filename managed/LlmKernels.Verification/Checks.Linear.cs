@@ -26,7 +26,7 @@ public sealed record LinearCase(string Name, int Rows, int InFeatures, int OutFe
         using var y = yBuffer.Slice(1, 0, OutFeatures);
         yBuffer.Poison();
         Kernels.Linear(ctx, x, weight, bias, y);
-        var xIn = quantized ? QuantOracle.RoundQ8(x.ToFloatArray()) : RandomData.ToDoubles(x.ToFloatArray());
+        var xIn = quantized ? QuantOracle.RoundQ8(x.ToFloatArray(), weightDtype) : RandomData.ToDoubles(x.ToFloatArray());
         var wIn = blocks is not null ? QuantOracle.Dequantize(weightDtype, blocks, (long)OutFeatures * InFeatures)
                                      : RandomData.ToDoubles(weight.ToFloatArray());
         var expected = LinearOracle.Linear(xIn, Rows, InFeatures, wIn, OutFeatures,

@@ -228,9 +228,9 @@ LLMK_API llmk_status llmk_embedding(llmk_context* context,
 /* y = x . W^T (+ bias), the layout of torch.nn.Linear. x and y share a dtype; weight and bias may have
  * their own floating dtypes. Accumulates in f32.
  * The weight may be quantized, in_features a multiple of its block. Then x is first rounded to 8 bits
- * in blocks of 32, as llama.cpp does for its integer dot products, and every backend and flavour computes
- * with that x: per block, in f32, d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)) (q = 0 when
- * d = 0), x = d * q. */
+ * in groups of 32 (Q8_0, Q4_0) or 256 (Q4_K, Q6_K), as llama.cpp does for its integer dot products, and every
+ * backend and flavour computes with that x: per group, in f32, d = max|x| / 127,
+ * q = round-to-nearest-even(x * (1 / d)) (q = 0 when d = 0), x = d * q. */
 LLMK_API llmk_status llmk_linear(llmk_context* context,
                                  const llmk_tensor* x,       /* [rows, in_features] */
                                  const llmk_tensor* weight,  /* [out_features, in_features] */

@@ -84,18 +84,20 @@ public static class QuantOracle
                 }
     }
 
-    /// <summary>x rounded as llmk_linear rounds it before a quantized weight: per block of 32, in f32,
-    /// d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)); the value d * q (exact in double).</summary>
-    public static double[] RoundQ8(ReadOnlySpan<float> x)
+    /// <summary>x rounded as llmk_linear rounds it before a weight of <paramref name="weightDtype"/>: per group
+    /// of 256 elements before a K-quant, 32 otherwise, in f32, d = max|x| / 127,
+    /// q = round-to-nearest-even(x * (1 / d)); the value d * q (exact in double).</summary>
+    public static double[] RoundQ8(ReadOnlySpan<float> x, LlmkDtype weightDtype)
     {
+        int group = weightDtype is LlmkDtype.Q4_K or LlmkDtype.Q6_K ? 256 : 32;
         var result = new double[x.Length];
-        for (int b = 0; b < x.Length; b += 32)
+        for (int b = 0; b < x.Length; b += group)
         {
             float amax = 0;
-            for (int i = 0; i < 32; i++)
+            for (int i = 0; i < group; i++)
                 amax = MathF.Max(amax, MathF.Abs(x[b + i]));
             float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
-            for (int i = 0; i < 32; i++)
+            for (int i = 0; i < group; i++)
                 result[b + i] = (double)d * MathF.Round(x[b + i] * id, MidpointRounding.ToEven);
         }
         return result;

@@ -135,18 +135,21 @@ void llmk_quantize_row(int32_t dtype, const float* x, int64_t n, void* blocks) {
     }
 }
 
-void llmk_quantize_row_q8(const float* x, int64_t n, llmk_block_q8* out) {
-    for (int64_t i = 0; i < n / LLMK_QK; i++, x += LLMK_QK) {
-        const float d = max_abs(x, LLMK_QK) / 127.0f, id = d ? 1.0f / d : 0.0f;
-        int sum[2] = {0, 0};
-        for (int j = 0; j < LLMK_QK; j++) {
-            const int q = (int)nearbyintf(x[j] * id);
-            out[i].q[j] = (int8_t)q;
-            sum[j / 16] += q;
+void llmk_quantize_row_q8(const float* x, int64_t n, int64_t group, llmk_block_q8* out) {
+    for (int64_t g = 0; g < n; g += group) {
+        const float d = max_abs(x + g, (int)group) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        for (int64_t i = g; i < g + group; i += LLMK_QK) {
+            llmk_block_q8* block = out + i / LLMK_QK;
+            int sum[2] = {0, 0};
+            for (int j = 0; j < LLMK_QK; j++) {
+                const int q = (int)nearbyintf(x[i + j] * id);
+                block->q[j] = (int8_t)q;
+                sum[j / 16] += q;
+            }
+            block->d = d;
+            block->sum[0] = (int16_t)sum[0];
+            block->sum[1] = (int16_t)sum[1];
         }
-        out[i].d = d;
-        out[i].sum[0] = (int16_t)sum[0];
-        out[i].sum[1] = (int16_t)sum[1];
     }
 }
 
@@ -156,10 +159,10 @@ void llmk_dequantize_row_q8(const llmk_block_q8* blocks, int64_t n, float* out) 
             out[i * LLMK_QK + j] = blocks[i].d * (float)blocks[i].q[j];
 }
 
-void llmk_round_row_q8(float* x, int64_t n) {
-    for (int64_t i = 0; i < n; i += LLMK_QK) {
-        llmk_block_q8 block;
-        llmk_quantize_row_q8(x + i, LLMK_QK, &block);
-        llmk_dequantize_row_q8(&block, LLMK_QK, x + i);
+void llmk_round_row_q8(float* x, int64_t n, int64_t group) {
+    for (int64_t g = 0; g < n; g += group) {
+        llmk_block_q8 blocks[LLMK_QK_K / LLMK_QK];
+        llmk_quantize_row_q8(x + g, group, group, blocks);
+        llmk_dequantize_row_q8(blocks, group, x + g);
     }
 }

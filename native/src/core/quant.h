@@ -46,7 +46,8 @@ LLMK_STATIC_ASSERT(sizeof(llmk_block_q6_k) == 210, "Q6_K block");
 #define LLMK_QUANT_FN static inline
 #endif
 
-/* x rounded to 8 bits, as llmk_linear does before a quantized weight: d = max|x| / 127 over the block,
+/* x rounded to 8 bits, as llmk_linear does before a quantized weight: d = max|x| / 127 over the rounding
+ * group (32 elements, or 256 before a K-quant: every block of a group carries the group's d),
  * q = nearest-even(x * (1 / d)), and the sums of q over each half (for the offsets of Q4_K and Q6_K). */
 typedef struct llmk_block_q8 {
     float d;
@@ -136,13 +137,19 @@ void llmk_dequantize_row(int32_t dtype, const void* blocks, int64_t n, float* ou
 /* x[0, n) into blocks of dtype (n a multiple of the block); see llmk_convert for the rounding. */
 void llmk_quantize_row(int32_t dtype, const float* x, int64_t n, void* blocks);
 
-/* x[0, n) (n a multiple of 32) rounded to n / 32 blocks, as llmk_linear's contract says. */
-void llmk_quantize_row_q8(const float* x, int64_t n, llmk_block_q8* out);
+/* Elements that share one 8-bit scale of x before a weight of dtype: 256 for the K-quants (as llama.cpp's
+ * Q8_K, so their sub-block scales multiply integers), 32 otherwise (Q8_0). */
+LLMK_QUANT_FN int64_t llmk_q8_group(int32_t weight_dtype) {
+    return weight_dtype == LLMK_DTYPE_Q4_K || weight_dtype == LLMK_DTYPE_Q6_K ? LLMK_QK_K : LLMK_QK;
+}
+
+/* x[0, n) (n a multiple of group) rounded to n / 32 blocks, as llmk_linear's contract says. */
+void llmk_quantize_row_q8(const float* x, int64_t n, int64_t group, llmk_block_q8* out);
 
 /* The x those blocks stand for: d * q in f32. */
 void llmk_dequantize_row_q8(const llmk_block_q8* blocks, int64_t n, float* out);
 
 /* x[0, n) replaced by the x its 8-bit blocks stand for (quantize, then dequantize). */
-void llmk_round_row_q8(float* x, int64_t n);
+void llmk_round_row_q8(float* x, int64_t n, int64_t group);
 
 #endif /* LLMK_QUANT_H */

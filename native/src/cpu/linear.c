@@ -158,7 +158,7 @@ llmk_status llmk_cpu_linear(llmk_context* ctx, const llmk_tensor* x, const llmk_
                 llmk_load_floats(x->data, x->dtype, (first_row + r) * x->strides[0], in_features,
                                  x_chunk + r * in_features);
                 if (round_x)
-                    llmk_round_row_q8(x_chunk + r * in_features, in_features);
+                    llmk_round_row_q8(x_chunk + r * in_features, in_features, llmk_q8_group(weight->dtype));
             }
             x_f32 = x_chunk;
             x_stride = in_features;

@@ -3,7 +3,9 @@
  *
  * As the contract says, x is first rounded to 8-bit blocks of 32 (core/quant.c, once per call), so every
  * product is of two small integers: 32 at a time by AVX2's maddubs (unsigned x signed bytes -> pairs summed
- * in int16, exact: |w| <= 128, |q| <= 127), then madd to int32 and one f32 FMA per block with the two scales.
+ * in int16, exact: |w| <= 128, |q| <= 127), then madd to int32 and one f32 FMA per block of 32 (Q8_0, Q4_0)
+ * or, since x then shares one scale per 256, per super-block of a K-quant, whose sub-block scales multiply
+ * the int32 sums.
  * Weights are read where they lie (the memory-mapped file) and unpacked in registers once for up to QROWS
  * rows of x. Each output's sum runs in the same order whatever rows it came with, so decode and prefill give
  * the same bits. The portable flavour runs the same integer sums in plain C. */
@@ -76,33 +78,46 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
             signed_block(R, _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), scale_of(wb[b].d), x, b, acc);
         }
     } else if (wtype == LLMK_DTYPE_Q4_K) {
+        /* x shares one d per 256 (llmk_q8_group), so the sub-block scales multiply integers and each
+         * super-block takes one f32 FMA; the mins go through the sums of x. */
         const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w;
         for (int64_t s = 0; s < blocks / 8; s++) {
-            const float d = scale_of(wb[s].d), dmin = scale_of(wb[s].dmin);
+            int sc[8], m[8];
+            for (int j = 0; j < 8; j++)
+                llmk_q4_k_scale_min(wb[s].scales, j, &sc[j], &m[j]);
+            __m256i sums[QROWS];
+            int mins[QROWS];
+            for (int i = 0; i < R; i++) {
+                sums[i] = _mm256_setzero_si256();
+                mins[i] = 0;
+            }
             for (int j = 0; j < 8; j += 2) {
-                int sc0, m0, sc1, m1;
-                llmk_q4_k_scale_min(wb[s].scales, j, &sc0, &m0);
-                llmk_q4_k_scale_min(wb[s].scales, j + 1, &sc1, &m1);
                 const __m256i q = load32(wb[s].q + 16 * j);
                 const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+                const __m256i s0 = _mm256_set1_epi16((short)sc[j]), s1 = _mm256_set1_epi16((short)sc[j + 1]);
                 for (int i = 0; i < R; i++) {
                     const llmk_block_q8* x0 = &x[i][8 * s + j];
-                    const llmk_block_q8* x1 = x0 + 1;
-                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc0 * x0->d),
-                                             _mm256_cvtepi32_ps(dot_u8_i8(lo, load32(x0->q))), acc[i]);
-                    acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * (float)sc1 * x1->d),
-                                             _mm256_cvtepi32_ps(dot_u8_i8(hi, load32(x1->q))), acc[i]);
-                    offset[i] += dmin * ((float)m0 * x0->d * (float)(x0->sum[0] + x0->sum[1]) +
-                                         (float)m1 * x1->d * (float)(x1->sum[0] + x1->sum[1]));
+                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(x0->q)), s0));
+                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(x0[1].q)), s1));
+                    mins[i] += m[j] * (x0->sum[0] + x0->sum[1]) + m[j + 1] * (x0[1].sum[0] + x0[1].sum[1]);
                 }
             }
+            const float d = scale_of(wb[s].d), dmin = scale_of(wb[s].dmin);
+            for (int i = 0; i < R; i++) {
+                const float dx = x[i][8 * s].d;
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sums[i]), acc[i]);
+                offset[i] -= dmin * dx * (float)mins[i];
+            }
         }
-        for (int i = 0; i < R; i++)
-            offset[i] = -offset[i];
-    } else { /* Q6_K */
+    } else { /* Q6_K: as Q4_K, with the -32 applied through the sums of x per 16 */
         const llmk_block_q6_k* wb = (const llmk_block_q6_k*)w;
         for (int64_t s = 0; s < blocks / 8; s++) {
-            const float d = scale_of(wb[s].d);
+            __m256i sums[QROWS];
+            int corrections[QROWS];
+            for (int i = 0; i < R; i++) {
+                sums[i] = _mm256_setzero_si256();
+                corrections[i] = 0;
+            }
             for (int h = 0; h < 2; h++) {
                 const __m256i qh = load32(wb[s].qh + 32 * h);
                 for (int c = 0; c < 4; c++) {
@@ -114,12 +129,16 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
                     const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
                     for (int i = 0; i < R; i++) {
                         const llmk_block_q8* xb = &x[i][8 * s + 4 * h + c];
-                        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(xb->q)), scales);
-                        const float dx = d * xb->d;
-                        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dx), _mm256_cvtepi32_ps(sums), acc[i]);
-                        offset[i] -= dx * 32.0f * (float)(sa * xb->sum[0] + sb * xb->sum[1]);
+                        sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(xb->q)), scales));
+                        corrections[i] += sa * xb->sum[0] + sb * xb->sum[1];
                     }
                 }
+            }
+            const float d = scale_of(wb[s].d);
+            for (int i = 0; i < R; i++) {
+                const float dx = d * x[i][8 * s].d;
+                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dx), _mm256_cvtepi32_ps(sums[i]), acc[i]);
+                offset[i] -= dx * 32.0f * (float)corrections[i];
             }
         }
     }
@@ -184,14 +203,14 @@ static void quant_item(void* arg, int64_t item, int thread) {
 
 typedef struct round_job {
     const float* x;
-    int64_t x_stride, K;
+    int64_t x_stride, K, group;
     llmk_block_q8* xq;
 } round_job;
 
 static void round_item(void* arg, int64_t r, int thread) {
     (void)thread;
     const round_job* job = (const round_job*)arg;
-    llmk_quantize_row_q8(job->x + r * job->x_stride, job->K, job->xq + r * (job->K / LLMK_QK));
+    llmk_quantize_row_q8(job->x + r * job->x_stride, job->K, job->group, job->xq + r * (job->K / LLMK_QK));
 }
 
 static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight,
@@ -206,7 +225,7 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     if (!xq)
         return fast_leave(ctx, llmk_fail(LLMK_STATUS_OUT_OF_MEMORY, "llmk_linear: could not allocate %llu bytes of scratch",
                                          (unsigned long long)xq_bytes));
-    round_job rounding = {(const float*)x->data, x->strides[0], K, xq};
+    round_job rounding = {(const float*)x->data, x->strides[0], K, llmk_q8_group(weight->dtype), xq};
     llmk_cpu_parallel(ctx, rows, round_item, &rounding);
 
     quant_job job = {{xq, blocks, (const char*)weight->data, weight->dtype,

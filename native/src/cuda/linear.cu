@@ -118,7 +118,7 @@ llmk_status linear_quantized(llmk_context* ctx, const char* llmk_fn, const llmk_
     const int block = 256;
     LLMK_DISPATCH_FLOAT(x->dtype, TX,
         round_x_kernel<TX><<<grid_for(rows * blocks * 32, block, st), block, 0, st->stream>>>(
-            static_cast<const TX*>(x->data), x->strides[0], rows, blocks, xq);
+            static_cast<const TX*>(x->data), x->strides[0], rows, blocks, (int)(llmk_q8_group(weight->dtype) / 32), xq);
         LLMK_CUDA_LAUNCH_CHECK();)
     const int64_t work = outs * ((rows + kQuantRows - 1) / kQuantRows) * 32;
     const int32_t bias_dtype = bias ? bias->dtype : LLMK_DTYPE_F32;

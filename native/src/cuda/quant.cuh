@@ -49,28 +49,36 @@ llmk_status dequantize_rows(llmk_cuda_state* st, const char* llmk_fn, const llmk
     return LLMK_STATUS_OK;
 }
 
-/* x rounded to 8-bit blocks of 32 (llmk_linear's contract, the same f32 operations as core/quant.c): one warp
- * per block, a lane per element. */
+/* x rounded to 8 bits (llmk_linear's contract, the same f32 operations as core/quant.c) in groups of
+ * group_blocks blocks of 32 (1, or 8 before a K-quant): one warp per group, a lane per element of each block. */
 template <class T>
-__global__ void round_x_kernel(const T* x, int64_t x_ld, int64_t rows, int64_t blocks, llmk_block_q8* out) {
+__global__ void round_x_kernel(const T* x, int64_t x_ld, int64_t rows, int64_t blocks, int group_blocks,
+                               llmk_block_q8* out) {
     const int lane = threadIdx.x & 31;
-    const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32;
-    for (int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; w < rows * blocks; w += warps) {
-        const int64_t r = w / blocks, b = w % blocks;
-        const float v = to_float(x[r * x_ld + 32 * b + lane]);
-        const float d = warp_max(fabsf(v)) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        const int q = (int)rintf(v * id);
-        int half_sum = q; /* over the lane's half of the block */
-        for (int m = 8; m > 0; m >>= 1)
-            half_sum += __shfl_xor_sync(0xffffffffu, half_sum, m);
-        llmk_block_q8* o = out + w;
-        o->q[lane] = (int8_t)q;
-        if (lane == 0) {
-            o->d = d;
-            o->sum[0] = (int16_t)half_sum;
+    const int64_t warps = (int64_t)gridDim.x * blockDim.x / 32, groups = blocks / group_blocks;
+    for (int64_t w = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) / 32; w < rows * groups; w += warps) {
+        const int64_t r = w / groups, first = w % groups * group_blocks;
+        float v[LLMK_QK_K / LLMK_QK];
+        float amax = 0.0f;
+        for (int b = 0; b < group_blocks; b++) {
+            v[b] = to_float(x[r * x_ld + 32 * (first + b) + lane]);
+            amax = fmaxf(amax, fabsf(v[b]));
         }
-        if (lane == 16)
-            o->sum[1] = (int16_t)half_sum;
+        const float d = warp_max(amax) / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        for (int b = 0; b < group_blocks; b++) {
+            const int q = (int)rintf(v[b] * id);
+            int half_sum = q; /* over the lane's half of the block */
+            for (int m = 8; m > 0; m >>= 1)
+                half_sum += __shfl_xor_sync(0xffffffffu, half_sum, m);
+            llmk_block_q8* o = out + r * blocks + first + b;
+            o->q[lane] = (int8_t)q;
+            if (lane == 0) {
+                o->d = d;
+                o->sum[0] = (int16_t)half_sum;
+            }
+            if (lane == 16)
+                o->sum[1] = (int16_t)half_sum;
+        }
     }
 }
 
