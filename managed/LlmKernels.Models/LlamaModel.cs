@@ -351,7 +351,7 @@ public sealed class LlamaModel : IDisposable
     private LlmkRopeParams RopeParams(int sequenceLength)
     {
         var r = Config.RopeScaling;
-        if (r is null) return Rope.Create((float)Config.RopeTheta);
+        if (r is null) return Rope.Create((float)Config.RopeTheta, Config.RopeStyle);
         var scaling = r.Type switch
         {
             RopeScalingType.Linear => LlmkRopeScaling.Linear,
@@ -365,7 +365,7 @@ public sealed class LlamaModel : IDisposable
         int originalMax = scaling == LlmkRopeScaling.Dynamic
             ? Config.MaxPositionEmbeddings
             : r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings;
-        return Rope.Create((float)Config.RopeTheta, LlmkRopeStyle.Neox, 0, scaling, (float)r.Factor,
+        return Rope.Create((float)Config.RopeTheta, Config.RopeStyle, 0, scaling, (float)r.Factor,
                            originalMax, sequenceLength,
                            (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
                            (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
