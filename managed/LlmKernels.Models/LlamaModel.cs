@@ -1,4 +1,5 @@
 using LlmKernels.Interop;
+using LlmKernels.Models.Gguf;
 using LlmKernels.Models.Safetensors;
 
 namespace LlmKernels.Models;
@@ -78,11 +79,34 @@ public sealed class LlamaModel : IDisposable
     /// runs the CPU's Naive one as the reference for its Flash one.</summary>
     public LlmkAttentionAlgorithm AttentionAlgorithm { get; set; }
 
-    /// <summary>Loads config.json and the safetensors weights of a Hugging Face checkpoint directory.</summary>
-    public static LlamaModel Load(Context ctx, string directory, LlmkDtype? activationDtype = null)
+    /// <summary>A path that names a GGUF file (a file ending in .gguf) rather than a Hugging Face folder.</summary>
+    public static bool IsGguf(string path) => path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path);
+
+    /// <summary>Loads a GGUF file (<see cref="IsGguf"/>), or config.json and the safetensors weights of a Hugging Face
+    /// checkpoint directory.</summary>
+    public static LlamaModel Load(Context ctx, string path, LlmkDtype? activationDtype = null)
     {
-        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
-        var source = WeightSource.FromCheckpoint(SafetensorsCheckpoint.Open(directory));
+        ModelConfig config;
+        WeightSource source;
+        if (IsGguf(path))
+        {
+            var file = GgufFile.Open(path);
+            try
+            {
+                config = ModelConfig.FromGguf(file);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            source = WeightSource.FromGguf(file);
+        }
+        else
+        {
+            config = ModelConfig.Load(Path.Combine(path, "config.json"));
+            source = WeightSource.FromCheckpoint(SafetensorsCheckpoint.Open(path));
+        }
         try
         {
             return new LlamaModel(ctx, config, source, activationDtype);

@@ -222,6 +222,9 @@ public sealed unsafe class GgufFile : IDisposable
         _ => value.GetType().Name,
     };
 
+    /// <summary>tokenizer.chat_template (a Jinja template), or null when the file has none.</summary>
+    public string? ChatTemplate => new GgufMetadata(Metadata, Path).OptionalString("tokenizer.chat_template");
+
     public bool Contains(string name) => _tensors.ContainsKey(name);
 
     public bool TryGetTensor(string name, out GgufTensorInfo info) => _tensors.TryGetValue(name, out info!);
