@@ -295,33 +295,13 @@ public sealed unsafe class GgufFile : IDisposable
             _ => 0,
         };
 
-        public object Value(GgufValueType type, string what, int depth)
+        public object Value(GgufValueType type, string what, int depth) => type switch
         {
-            switch (type)
-            {
-                case GgufValueType.String: return String(what);
-                case GgufValueType.Array: return Array(what, depth + 1);
-                case GgufValueType.Bool:
-                    byte b = Take(1, what)[0];
-                    return b <= 1 ? b == 1 : throw new ModelFormatException($"{source}: {what} is a bool of value {b}; expected 0 or 1");
-            }
-            int size = FixedSize(type);
-            if (size == 0) throw new ModelFormatException($"{source}: {what} has unknown value type {(uint)type}");
-            var v = Take(size, what);
-            return type switch
-            {
-                GgufValueType.UInt8 => v[0],
-                GgufValueType.Int8 => (sbyte)v[0],
-                GgufValueType.UInt16 => BinaryPrimitives.ReadUInt16LittleEndian(v),
-                GgufValueType.Int16 => BinaryPrimitives.ReadInt16LittleEndian(v),
-                GgufValueType.UInt32 => BinaryPrimitives.ReadUInt32LittleEndian(v),
-                GgufValueType.Int32 => BinaryPrimitives.ReadInt32LittleEndian(v),
-                GgufValueType.Float32 => BinaryPrimitives.ReadSingleLittleEndian(v),
-                GgufValueType.UInt64 => BinaryPrimitives.ReadUInt64LittleEndian(v),
-                GgufValueType.Int64 => BinaryPrimitives.ReadInt64LittleEndian(v),
-                _ => BinaryPrimitives.ReadDoubleLittleEndian(v),
-            };
-        }
+            GgufValueType.String => String(what),
+            GgufValueType.Array => Array(what, depth + 1),
+            _ => FixedSize(type) > 0 ? Numbers(type, 1, what).GetValue(0)!
+                : throw new ModelFormatException($"{source}: {what} has unknown value type {(uint)type}"),
+        };
 
         private object Array(string what, int depth)
         {
@@ -334,16 +314,47 @@ public sealed unsafe class GgufFile : IDisposable
             if (minBytes == 0) throw new ModelFormatException($"{source}: {what} is an array of unknown value type {(uint)type}");
             CheckCount(count, minBytes, $"elements of {what}");
             int n = (int)count;
-            System.Array array = type switch
+            if (type == GgufValueType.String)
             {
-                GgufValueType.UInt8 => new byte[n], GgufValueType.Int8 => new sbyte[n], GgufValueType.UInt16 => new ushort[n],
-                GgufValueType.Int16 => new short[n], GgufValueType.UInt32 => new uint[n], GgufValueType.Int32 => new int[n],
-                GgufValueType.Float32 => new float[n], GgufValueType.Bool => new bool[n], GgufValueType.String => new string[n],
-                GgufValueType.UInt64 => new ulong[n], GgufValueType.Int64 => new long[n], GgufValueType.Float64 => new double[n],
-                _ => new object[n],
-            };
-            for (int i = 0; i < n; i++) array.SetValue(Value(type, $"{what}[{i}]", depth), i);
-            return array;
+                var strings = new string[n];
+                for (int i = 0; i < n; i++) strings[i] = String($"{what}[{i}]");
+                return strings;
+            }
+            if (type == GgufValueType.Array)
+            {
+                var arrays = new object[n];
+                for (int i = 0; i < n; i++) arrays[i] = Array($"{what}[{i}]", depth);
+                return arrays;
+            }
+            return Numbers(type, n, what);
         }
+
+        /// <summary><paramref name="n"/> values of a fixed-size type as a typed array (bool[], uint[], float[], ...).</summary>
+        private System.Array Numbers(GgufValueType type, int n, string what)
+        {
+            var v = Take((long)n * FixedSize(type), what);
+            switch (type)
+            {
+                case GgufValueType.Bool:
+                    var bools = new bool[n];
+                    for (int i = 0; i < n; i++)
+                        bools[i] = v[i] <= 1 ? v[i] == 1 : throw new ModelFormatException($"{source}: {what} holds a bool of value {v[i]}; expected 0 or 1");
+                    return bools;
+                case GgufValueType.UInt8: return v.ToArray();
+                case GgufValueType.Int8: return Read<sbyte>(v, n);
+                case GgufValueType.UInt16: return Read<ushort>(v, n);
+                case GgufValueType.Int16: return Read<short>(v, n);
+                case GgufValueType.UInt32: return Read<uint>(v, n);
+                case GgufValueType.Int32: return Read<int>(v, n);
+                case GgufValueType.Float32: return Read<float>(v, n);
+                case GgufValueType.UInt64: return Read<ulong>(v, n);
+                case GgufValueType.Int64: return Read<long>(v, n);
+                default: return Read<double>(v, n);
+            }
+        }
+
+        /// <summary>The values as stored: GGUF is little-endian, as every host libllmk builds for.</summary>
+        private static T[] Read<T>(ReadOnlySpan<byte> bytes, int n) where T : unmanaged =>
+            System.Runtime.InteropServices.MemoryMarshal.Cast<byte, T>(bytes)[..n].ToArray();
     }
 }
