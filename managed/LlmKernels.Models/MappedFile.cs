@@ -40,6 +40,8 @@ internal sealed unsafe class MappedFile : IDisposable
     public static MappedFile Open(string path, long minLength, string tooShort)
     {
         ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path))
+            throw new ModelFormatException($"{path}: no such file");
         long length;
         try
         {
@@ -49,8 +51,6 @@ internal sealed unsafe class MappedFile : IDisposable
         {
             throw new ModelFormatException($"{path}: cannot read the file: {e.Message}", e);
         }
-        if (!File.Exists(path))
-            throw new ModelFormatException($"{path}: no such file");
         if (length < minLength)
             throw new ModelFormatException($"{path}: the file is {length} bytes, shorter than {tooShort}");
 

@@ -119,9 +119,10 @@ public sealed unsafe class GgufFile : IDisposable
             throw new ModelFormatException($"{source}: GGUF version {version} is not supported (2 and 3 are{(version == 1 ? "; version 1 has 32-bit counts" : version > 0xFFFF ? "; a big-endian file?" : "")})");
         ulong tensorCount = r.U64("the tensor count");
         ulong kvCount = r.U64("the metadata count");
-        // A metadata entry takes at least 13 bytes (key length, type, a 1-byte value), a tensor info 32.
+        // A metadata entry takes at least 13 bytes (key length, type, a 1-byte value), a tensor info 24 (name
+        // length, rank, type, offset).
         r.CheckCount(kvCount, 13, "metadata entries");
-        r.CheckCount(tensorCount, 32, "tensor infos");
+        r.CheckCount(tensorCount, 24, "tensor infos");
 
         var metadata = new Dictionary<string, object>(StringComparer.Ordinal);
         for (ulong i = 0; i < kvCount; i++)
@@ -264,7 +265,7 @@ public sealed unsafe class GgufFile : IDisposable
         public void CheckCount(ulong count, long minItemBytes, string what)
         {
             if (count > (ulong)(Left / minItemBytes))
-                throw new ModelFormatException($"{source}: {count} {what} cannot fit in the {Left} bytes left (corrupt count)");
+                throw new ModelFormatException($"{source}: {count} {what} cannot fit in the {Left} bytes left (a corrupt count, or the file is truncated)");
         }
 
         private static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
@@ -323,7 +324,7 @@ public sealed unsafe class GgufFile : IDisposable
             if (type == GgufValueType.Array)
             {
                 var arrays = new object[n];
-                for (int i = 0; i < n; i++) arrays[i] = Array($"{what}[{i}]", depth);
+                for (int i = 0; i < n; i++) arrays[i] = Array($"{what}[{i}]", depth + 1);
                 return arrays;
             }
             return Numbers(type, n, what);
