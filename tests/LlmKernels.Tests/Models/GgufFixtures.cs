@@ -110,6 +110,10 @@ internal static class GgufFixtures
     }
 
     public static void Write(string path, Context ctx, ModelConfig c, IReadOnlyDictionary<string, (float[] Values, long[] Shape)> weights,
-                             LlmkDtype matrixDtype = LlmkDtype.F32, IEnumerable<KeyValuePair<string, object>>? extra = null, bool permute = true) =>
-        GgufWriter.Write(path, Metadata(c).Concat(extra ?? []), Tensors(ctx, c, weights, matrixDtype, permute));
+                             LlmkDtype matrixDtype = LlmkDtype.F32, IReadOnlyList<KeyValuePair<string, object>>? extra = null, bool permute = true)
+    {
+        // Keys in extra (a tokenizer's) replace the model's own.
+        var metadata = Metadata(c).Where(kv => extra?.All(e => e.Key != kv.Key) ?? true).Concat(extra ?? []);
+        GgufWriter.Write(path, metadata, Tensors(ctx, c, weights, matrixDtype, permute));
+    }
 }

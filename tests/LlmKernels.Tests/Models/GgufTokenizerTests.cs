@@ -22,11 +22,16 @@ public class GgufTokenizerTests
         ["llama2"] = ("llama", null), ["gpt2"] = ("gpt2", "default"), ["llama3"] = ("gpt2", "llama-bpe"), ["qwen2"] = ("gpt2", "qwen2"),
     };
 
-    /// <summary>The GGUF tokenizer metadata of a tokenizer.json, as llama.cpp's converter writes it.</summary>
-    internal static List<KeyValuePair<string, object>> Metadata(string fixture)
+    private static List<KeyValuePair<string, object>> Metadata(string fixture)
     {
         var (model, pre) = Fixtures[fixture];
-        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(TokenizerTests.FixtureDirectory(), fixture + ".tokenizer.json")));
+        return Metadata(File.ReadAllBytes(Path.Combine(TokenizerTests.FixtureDirectory(), fixture + ".tokenizer.json")), model, pre);
+    }
+
+    /// <summary>The GGUF tokenizer metadata of a tokenizer.json, as llama.cpp's converter writes it.</summary>
+    internal static List<KeyValuePair<string, object>> Metadata(byte[] tokenizerJson, string model, string? pre)
+    {
+        using var doc = JsonDocument.Parse(tokenizerJson);
         var root = doc.RootElement;
         var byId = new SortedDictionary<int, (string Token, int Type)>();
         foreach (var v in root.GetProperty("model").GetProperty("vocab").EnumerateObject())
