@@ -16,22 +16,7 @@ public class GgufModelTests
     /// <summary>The same f32 weights on both sides; only the rope pairing and summation order differ.</summary>
     private const double F32Tolerance = 1e-4;
 
-    private static ModelConfig Base(string type) => new()
-    {
-        ModelType = type,
-        HiddenSize = 64,
-        IntermediateSize = 96,
-        NumHiddenLayers = 2,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
-        HeadDim = 16,
-        VocabSize = 97,
-        MaxPositionEmbeddings = 256,
-        RopeTheta = 10000,
-        RmsNormEps = 1e-5,
-        BosTokenIds = [1],
-        EosTokenIds = [2],
-    };
+    private static ModelConfig Base(string type) => ModelForwardTests.Base(type);
 
     public static IEnumerable<TestCaseData> Configs()
     {

@@ -14,7 +14,7 @@ public class ModelForwardTests
     /// <summary>f32 activations, long reductions over a few layers: far below 1e-4.</summary>
     private const double LogitTolerance = 1e-4;
 
-    private static ModelConfig Base(string type) => new()
+    internal static ModelConfig Base(string type) => new()
     {
         ModelType = type,
         HiddenSize = 64,
