@@ -70,7 +70,7 @@ internal static class BenchCommand
 
         // Decode reads the weights and the cache once per token: the bandwidth that speed implies.
         var cost = new ModelCost(model.Config);
-        double bytesPerToken = cost.DecodeBytesPerToken(promptTokens + decodeTokens / 2, Tensor.ElementSize(loaded.WeightDtype),
+        double bytesPerToken = cost.DecodeBytesPerToken(promptTokens + decodeTokens / 2, ModelCost.ElementBytes(loaded.WeightDtype),
                                                         Tensor.ElementSize(model.ActivationDtype));
         var table = new Table().Border(TableBorder.Rounded)
             .Title(Markup.Escape($"{loaded.Name} on {ctx}, median of {repeats} after {warmup} warm-up"))

@@ -79,8 +79,7 @@ internal static class InspectCommand
         }
         // Quantized weights run with f32 activations and cache (the CPU path).
         var kvDtype = kvDtypeName is not null ? ParseDtype(kvDtypeName) : Tensor.IsQuantized(weightDtype.Value) ? LlmkDtype.F32 : weightDtype.Value;
-        var (block, blockBytes) = Tensor.BlockOf(weightDtype.Value);
-        double weightBytes = (double)blockBytes / block;
+        double weightBytes = ModelCost.ElementBytes(weightDtype.Value);
         int kvBytes = Tensor.ElementSize(kvDtype);
 
         // Two columns keep the numbers readable at 80 columns; how each is computed follows as notes.

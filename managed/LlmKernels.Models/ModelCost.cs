@@ -150,6 +150,13 @@ public sealed class ModelCost
         return total;
     }
 
+    /// <summary>Bytes per element of a weight dtype, a fraction for block-quantized ones (Q8_0: 34 / 32).</summary>
+    public static double ElementBytes(Interop.LlmkDtype dtype)
+    {
+        var (elements, bytes) = Tensor.BlockOf(dtype);
+        return (double)bytes / elements;
+    }
+
     /// <summary>Bytes a decode step at <paramref name="context"/> reads: the weights it uses plus the KV cache
     /// it attends to. Activations are a few KiB and stay in cache.</summary>
     public double DecodeBytesPerToken(long context, double weightElementBytes, int kvElementBytes) =>

@@ -16,7 +16,7 @@ public sealed partial class Tokenizer
 
     /// <summary>
     /// The tokenizer in GGUF metadata, as the tokenizer.json Hugging Face's GGUF converter makes of it:
-    /// tokenizer.ggml.model "llama" is SentencePiece BPE (merges built from the scores, byte fallback, ▁ for
+    /// tokenizer.ggml.model "llama" is SentencePiece BPE (merges built from the scores unless the file stores them, byte fallback, ▁ for
     /// spaces), "gpt2" byte-level BPE with tokenizer.ggml.merges and the split regex tokenizer.ggml.pre names.
     /// Control and unknown tokens are special added tokens, user-defined ones plain added tokens;
     /// add_bos_token / add_eos_token make the post-processor.
@@ -39,7 +39,7 @@ public sealed partial class Tokenizer
             return id;
         }
         int? bos = TokenId("tokenizer.ggml.bos_token_id"), eos = TokenId("tokenizer.ggml.eos_token_id");
-        int? unk = TokenId("tokenizer.ggml.unknown_token_id");
+        int? unk = TokenId("tokenizer.ggml.unknown_token_id"), pad = TokenId("tokenizer.ggml.padding_token_id");
         string pre = spm ? "" : m.OptionalString("tokenizer.ggml.pre") ?? "default";
         bool addBos = m.OptionalBool("tokenizer.ggml.add_bos_token") ?? (spm || pre != "qwen2");
         bool addEos = m.OptionalBool("tokenizer.ggml.add_eos_token") ?? false;
@@ -52,7 +52,7 @@ public sealed partial class Tokenizer
             for (int id = 0; id < tokens.Length; id++)
             {
                 int type = types?[id] ?? 1;
-                if (type is not (UnknownToken or ControlToken or UserDefinedToken) && id != bos && id != eos && id != unk) continue;
+                if (type is not (UnknownToken or ControlToken or UserDefinedToken) && id != bos && id != eos && id != unk && id != pad) continue;
                 w.WriteStartObject();
                 w.WriteNumber("id", id);
                 w.WriteString("content", tokens[id]);
@@ -72,9 +72,10 @@ public sealed partial class Tokenizer
                 w.WriteNumber(tokens[id], id);
             }
             w.WriteEndObject();
-            // SentencePiece merges as [left, right] pairs (a token may hold a space), gpt2's as stored ("a b").
+            // SentencePiece merges built as [left, right] pairs (a token may hold a space); stored ones as they are ("a b").
             w.WriteStartArray("merges");
-            if (spm)
+            var merges = m.OptionalArray<string>("tokenizer.ggml.merges");
+            if (spm && merges is null)
                 foreach (var (left, right) in MergesFromScores(m, tokens))
                 {
                     w.WriteStartArray();
@@ -83,8 +84,7 @@ public sealed partial class Tokenizer
                     w.WriteEndArray();
                 }
             else
-                foreach (var merge in m.OptionalArray<string>("tokenizer.ggml.merges")
-                         ?? throw m.Error("tokenizer.ggml.merges", "is missing; a gpt2 tokenizer needs its merges"))
+                foreach (var merge in merges ?? throw m.Error("tokenizer.ggml.merges", "is missing; a gpt2 tokenizer needs its merges"))
                     w.WriteStringValue(merge);
             w.WriteEndArray();
             if (spm)

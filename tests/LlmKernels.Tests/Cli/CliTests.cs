@@ -98,6 +98,14 @@ public class CliTests
             Assert.That(quantized.ExitCode, Is.EqualTo(0), quantized.Err);
             Assert.That(quantized.Err, Does.Contain("generated 6 tokens").And.Contain("weights Q8_0"));
 
+            // verify compares the fast CPU path with the reference on the quantized file; bench runs it.
+            var verify = Llmk("verify", "--model", q8, "--model-only");
+            Assert.That(verify.ExitCode, Is.EqualTo(0), verify.Out + verify.Err);
+            Assert.That(verify.Out, Does.Contain("all passed"));
+            var bench = Llmk("bench", "--model", q8, "--backend", "cpu", "--prompt-tokens", "4", "--decode-tokens", "2", "--repeats", "1", "--warmup", "0");
+            Assert.That(bench.ExitCode, Is.EqualTo(0), bench.Err);
+            Assert.That(bench.Out, Does.Contain("decode"));
+
             // inspect: tensors and bytes per dtype (matrices Q8_0, norms f32).
             var inspect = Llmk("inspect", "--model", q8);
             Assert.That(inspect.ExitCode, Is.EqualTo(0), inspect.Err);
