@@ -198,11 +198,11 @@ public sealed class LlamaModel : IDisposable
     private Tensor Weight(string name, params long[] shape)
     {
         var t = _source.Get(Context, name)
-            ?? throw new ModelFormatException($"{_source.Origin}: missing tensor '{name}' (config.json implies [{string.Join(", ", shape)}])");
+            ?? throw new ModelFormatException($"{_source.Origin}: missing tensor '{name}' (the configuration implies [{string.Join(", ", shape)}])");
         _weights.Add(t);
         if (!t.Shape.SequenceEqual(shape))
             throw new ModelFormatException(
-                $"{_source.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], config.json implies [{string.Join(", ", shape)}]");
+                $"{_source.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], the configuration implies [{string.Join(", ", shape)}]");
         return t;
     }
 

@@ -49,7 +49,7 @@ public static class GgufWriter
                 throw new ArgumentException($"tensor '{t.Name}': shape [{string.Join(", ", t.Shape)}] of {t.DType} needs {expected} bytes, got {t.Data.Length}");
             WriteString(w, t.Name);
             w.Write((uint)t.Shape.Length);
-            foreach (var d in t.Shape.Reverse()) w.Write((ulong)d);
+            foreach (var d in Enumerable.Reverse(t.Shape)) w.Write((ulong)d);
             w.Write(GgmlTypes.TryGetValue(t.DType, out var type) ? type : throw new ArgumentException($"tensor '{t.Name}': {t.DType} has no GGUF type"));
             w.Write((ulong)offset);
             offset = Align(offset + t.Data.Length, alignment);

@@ -99,36 +99,7 @@ public sealed partial class Tokenizer
             if (spm) WriteSentencePieceSteps(w, m.OptionalBool("tokenizer.ggml.add_space_prefix") ?? true);
             else WriteByteLevelSteps(w, m, pre);
 
-            w.WriteStartObject("post_processor");
-            w.WriteString("type", "TemplateProcessing");
-            w.WriteStartArray("single");
-            void Special(string name)
-            {
-                w.WriteStartObject();
-                w.WriteStartObject("SpecialToken");
-                w.WriteString("id", name);
-                w.WriteEndObject();
-                w.WriteEndObject();
-            }
-            if (addBos && bos is int b) Special(tokens[b]);
-            w.WriteStartObject();
-            w.WriteStartObject("Sequence");
-            w.WriteString("id", "A");
-            w.WriteEndObject();
-            w.WriteEndObject();
-            if (addEos && eos is int e) Special(tokens[e]);
-            w.WriteEndArray();
-            w.WriteStartObject("special_tokens");
-            foreach (int id in new[] { bos, eos }.OfType<int>().Distinct())
-            {
-                w.WriteStartObject(tokens[id]);
-                w.WriteStartArray("ids");
-                w.WriteNumberValue(id);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
-            w.WriteEndObject();
+            WriteTemplate(w, tokens, addBos ? bos : null, addEos ? eos : null);
             w.WriteEndObject();
         }
         return FromJson(stream.ToArray(), $"{source} (tokenizer metadata)");
@@ -161,6 +132,37 @@ public sealed partial class Tokenizer
         return merges.OrderByDescending(x => x.Score).ThenBy(x => x.Token)
                      .ThenByDescending(x => Score(x.Left)).ThenByDescending(x => Score(x.Right))
                      .Select(x => (x.Left, x.Right)).ToList();
+    }
+
+    /// <summary>The post-processor: [bos] $A [eos], each special present only when given.</summary>
+    private static void WriteTemplate(Utf8JsonWriter w, string[] tokens, int? bos, int? eos)
+    {
+        void Item(string kind, string id)
+        {
+            w.WriteStartObject();
+            w.WriteStartObject(kind);
+            w.WriteString("id", id);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        }
+        w.WriteStartObject("post_processor");
+        w.WriteString("type", "TemplateProcessing");
+        w.WriteStartArray("single");
+        if (bos is int b) Item("SpecialToken", tokens[b]);
+        Item("Sequence", "A");
+        if (eos is int e) Item("SpecialToken", tokens[e]);
+        w.WriteEndArray();
+        w.WriteStartObject("special_tokens");
+        foreach (int id in new[] { bos, eos }.OfType<int>().Distinct())
+        {
+            w.WriteStartObject(tokens[id]);
+            w.WriteStartArray("ids");
+            w.WriteNumberValue(id);
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndObject();
+        w.WriteEndObject();
     }
 
     private static void WriteSentencePieceSteps(Utf8JsonWriter w, bool addSpacePrefix)
