@@ -98,13 +98,23 @@ public class GgufModelTests
         Assert.That(e.RelL2, Is.GreaterThan(1e-2), "unpermuted q/k rows under GPT-J rope should change the logits");
     }
 
-    [TestCase(LlmkDtype.Q8_0)]
-    [TestCase(LlmkDtype.Q4_0)]
-    public void QuantizedGgufMatchesItsDequantizedWeights(LlmkDtype dtype)
+    /// <summary>Quantized models: every matrix's rows whole blocks (32, or 256 for the K quants).</summary>
+    public static IEnumerable<TestCaseData> QuantizedConfigs()
+    {
+        var mixtral = Base("mixtral") with { IntermediateSize = 64, NumLocalExperts = 4, NumExpertsPerTok = 2 };
+        var wide = Base("llama") with { HiddenSize = 256, IntermediateSize = 256, HeadDim = 64, NumHiddenLayers = 1 };
+        yield return new TestCaseData(Base("llama"), LlmkDtype.Q8_0).SetName("Llama_Q8_0");
+        yield return new TestCaseData(Base("llama"), LlmkDtype.Q4_0).SetName("Llama_Q4_0");
+        yield return new TestCaseData(mixtral, LlmkDtype.Q8_0).SetName("Mixtral_Q8_0_ExpertSlices");
+        yield return new TestCaseData(wide, LlmkDtype.Q4_K).SetName("Llama_Q4_K");
+        yield return new TestCaseData(wide, LlmkDtype.Q6_K).SetName("Llama_Q6_K");
+    }
+
+    [TestCaseSource(nameof(QuantizedConfigs))]
+    public void QuantizedGgufMatchesItsDequantizedWeights(ModelConfig config, LlmkDtype dtype)
     {
         // The safetensors side holds the values the quantized blocks decode to; what remains is linear rounding
         // its input to 8-bit blocks, as llama.cpp does, so the bound is that of 8-bit activations.
-        var config = Base("llama");
         var rng = TestSupport.Rng(dtype.ToString());
         var weights = TinyModels.CreateWeights(config, rng.Next());
         using var dir = new TempDir();
@@ -115,7 +125,7 @@ public class GgufModelTests
         TinyModels.Save(hf, config, dequantized);
         GgufFixtures.Write(gguf, ctx, config, weights, dtype);
         using (var file = GgufFile.Open(gguf))
-            Assert.That(file.Tensors.Where(t => t.Shape.Length == 2).Select(t => t.DType), Is.All.EqualTo(dtype));
+            Assert.That(file.Tensors.Where(t => t.Shape.Length > 1).Select(t => t.DType), Is.All.EqualTo(dtype));
         var prompt = Enumerable.Range(0, 11).Select(_ => rng.Next(config.VocabSize)).ToArray();
         AssertClose(Logits(ctx, hf, prompt), Logits(ctx, gguf, prompt), 5e-2, $"{dtype} GGUF against its dequantized weights");
     }
@@ -138,6 +148,36 @@ public class GgufModelTests
             (int)Tensor.ByteCount(LlmkDtype.Q8_0, embed.ElementCount)).ToArray()));
         Assert.That(source.Get(ctx, "lm_head.weight"), Is.Not.Null);
         Assert.That(source.Get(ctx, "model.layers.0.self_attn.q_proj.bias"), Is.Null, "absent optional tensors are null");
+    }
+
+    [Test]
+    public void ExpertsAreSlicesOfTheirTensorOrTensorsApart()
+    {
+        // ffn_up_exps [experts, out, in] gives expert e its slab; older files keep blk.N.ffn_gate.E.weight apart.
+        var rng = TestSupport.Rng();
+        float[] Random(int n) => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble()).ToArray();
+        float[] gate0 = Random(32), gate1 = Random(32), up = Random(64);
+        var path = Path.Combine(Path.GetTempPath(), $"llmk-{Guid.NewGuid():N}.gguf");
+        try
+        {
+            GgufWriter.Write(path, [new("general.architecture", "llama")],
+                [GgufWriter.F32("blk.0.ffn_gate.0.weight", gate0, 8, 4), GgufWriter.F32("blk.0.ffn_gate.1.weight", gate1, 8, 4),
+                 GgufWriter.F32("blk.0.ffn_up_exps.weight", up, 2, 8, 4)]);
+            using var ctx = Context.CreateCpu();
+            using var source = WeightSource.FromGguf(GgufFile.Open(path));
+            string Expert(int e, string w) => $"model.layers.0.block_sparse_moe.experts.{e}.{w}.weight";
+            using var gate = source.Get(ctx, Expert(1, "w1"))!;
+            Assert.That(gate.ToFloatArray(), Is.EqualTo(gate1));
+            using var up1 = source.Get(ctx, Expert(1, "w3"))!;
+            Assert.That(up1.Shape, Is.EqualTo(new long[] { 8, 4 }));
+            Assert.That(up1.ToFloatArray(), Is.EqualTo(up[32..]));
+            Assert.That(source.Get(ctx, Expert(0, "w2")), Is.Null);
+            Assert.That(() => source.Get(ctx, Expert(2, "w3")), Throws.TypeOf<ModelFormatException>().With.Message.Contain("experts > 2"));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Test]
