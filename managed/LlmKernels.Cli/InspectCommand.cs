@@ -51,9 +51,8 @@ internal static class InspectCommand
         int context = contextOption ?? Math.Min(config.MaxPositionEmbeddings, 4096);
 
         // The weights' dtype: what the checkpoint holds most bytes of, else config.json's torch_dtype.
-        LlmkDtype? weightDtype = null;
         string weightSource;
-        List<(LlmkDtype? DType, string Name, long Elements, long Bytes)>? tensors = null;
+        List<(LlmkDtype? DType, string DtypeName, long Elements, long Bytes)>? tensors = null;
         if (choice.IsGguf)
         {
             using var file = ModelLoader.OpenGguf(choice.Location!);
@@ -69,9 +68,8 @@ internal static class InspectCommand
         }
         else
             weightSource = "config.json's torch_dtype";
-        var byDtype = (tensors ?? []).GroupBy(t => (t.DType, t.Name)).OrderByDescending(g => g.Sum(t => t.Bytes)).ToList();
-        weightDtype = byDtype.Select(g => g.Key.DType).FirstOrDefault();
-        weightDtype ??= TorchDtype(config.TorchDtype);
+        var byDtype = (tensors ?? []).GroupBy(t => (t.DType, t.DtypeName)).OrderByDescending(g => g.Sum(t => t.Bytes)).ToList();
+        var weightDtype = byDtype.Select(g => g.Key.DType).FirstOrDefault() ?? TorchDtype(config.TorchDtype);
         if (weightDtype is null)
         {
             weightDtype = LlmkDtype.Bf16;
@@ -119,7 +117,7 @@ internal static class InspectCommand
                 $"{tensors.Count} tensors, {Format.Count(tensors.Sum(t => t.Elements))} parameters, {Format.Bytes(tensors.Sum(t => t.Bytes))}: " +
                 (diff == 0 ? $"matches {configName}" : $"differs from {configName} by {Format.Exact(diff)} parameters"));
             foreach (var g in byDtype)
-                Row($"  {g.Key.Name}", $"{g.Count()} tensors, {Format.Count(g.Sum(t => t.Elements))} parameters, {Format.Bytes(g.Sum(t => t.Bytes))}");
+                Row($"  {g.Key.DtypeName}", $"{g.Count()} tensors, {Format.Count(g.Sum(t => t.Elements))} parameters, {Format.Bytes(g.Sum(t => t.Bytes))}");
         }
         Row("weights", Format.Bytes((double)cost.Parameters * weightBytes), "parameters x dtype size");
 
