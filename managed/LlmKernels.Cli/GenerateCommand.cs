@@ -43,10 +43,11 @@ internal static class GenerateCommand
     {
         using var _ = ctx;
         // Checked before the weights load, which can take minutes.
-        if (choice.Directory is { } directory && Directory.Exists(directory) && !File.Exists(Path.Combine(directory, "tokenizer.json")))
+        if (choice.Location is { } directory && Directory.Exists(directory) && !File.Exists(Path.Combine(directory, "tokenizer.json")))
             throw new CliException($"--model {directory}: no tokenizer.json, which generate needs to encode the prompt and decode tokens");
         using var loaded = ModelLoader.Load(ctx, choice, io);
-        var tokenizer = loaded.Tokenizer!;
+        var tokenizer = loaded.Tokenizer
+            ?? throw new CliException($"--model {choice.Name}: no tokenizer (tokenizer.ggml.* metadata), which generate needs to encode the prompt and decode tokens");
         var ids = tokenizer.Encode(prompt, addSpecialTokens: true);
         if (ids.Length == 0) throw new CliException("--prompt: the prompt encodes to no tokens");
         io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Length} tokens");

@@ -51,33 +51,38 @@ internal static class InspectCommand
         int context = contextOption ?? Math.Min(config.MaxPositionEmbeddings, 4096);
 
         // The weights' dtype: what the checkpoint holds most bytes of, else config.json's torch_dtype.
-        LlmkDtype? weightDtype = null;
         string weightSource;
-        (long Tensors, long Parameters, long Bytes)? checkpoint = null;
-        string? checkpointPath = choice.Directory is { } dir && HasWeights(dir) ? dir : null;
-        if (checkpointPath is not null)
+        List<(LlmkDtype? DType, string DtypeName, long Elements, long Bytes)>? tensors = null;
+        if (choice.IsGguf)
         {
-            using var files = SafetensorsCheckpoint.Open(checkpointPath);
-            var tensors = files.Files.SelectMany(f => f.Tensors).ToList();
-            checkpoint = (tensors.Count, tensors.Sum(t => t.ElementCount), tensors.Sum(t => t.ByteLength));
-            weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))
-                                 .Select(g => WeightSource.ToLlmk(g.Key)).FirstOrDefault();
+            using var file = ModelLoader.OpenGguf(choice.Location!);
+            tensors = file.Tensors.Select(t => ((LlmkDtype?)t.DType, t.DType.ToString(), t.ElementCount, t.ByteLength)).ToList();
+            weightSource = "from the GGUF file";
+        }
+        else if (choice.Location is { } dir && HasWeights(dir))
+        {
+            using var files = SafetensorsCheckpoint.Open(dir);
+            tensors = files.Files.SelectMany(f => f.Tensors)
+                           .Select(t => (WeightSource.ToLlmk(t.DType), SafetensorsFile.DtypeName(t.DType), t.ElementCount, t.ByteLength)).ToList();
             weightSource = "from the checkpoint";
         }
         else
             weightSource = "config.json's torch_dtype";
-        weightDtype ??= TorchDtype(config.TorchDtype);
+        var byDtype = (tensors ?? []).GroupBy(t => (t.DType, t.DtypeName)).OrderByDescending(g => g.Sum(t => t.Bytes)).ToList();
+        var weightDtype = byDtype.Select(g => g.Key.DType).FirstOrDefault() ?? TorchDtype(config.TorchDtype);
         if (weightDtype is null)
         {
             weightDtype = LlmkDtype.Bf16;
             weightSource = "assumed: no torch_dtype";
         }
-        var kvDtype = kvDtypeName is null ? weightDtype.Value : ParseDtype(kvDtypeName);
+        // Quantized weights run with f32 activations and cache (the CPU path).
+        var kvDtype = kvDtypeName is not null ? ParseDtype(kvDtypeName) : Tensor.IsQuantized(weightDtype.Value) ? LlmkDtype.F32 : weightDtype.Value;
         var loadedDtype = weightDtype.Value; // what the checkpoint holds
         if (choice.Quantize is LlmkDtype quantized)
         {
             weightDtype = quantized;
             weightSource = $"--weights, quantized at load from {loadedDtype}";
+            if (kvDtypeName is null) kvDtype = LlmkDtype.F32;
         }
         double weightBytes = Tensor.BytesPerElement(weightDtype.Value);
         int kvBytes = Tensor.ElementSize(kvDtype);
@@ -111,11 +116,15 @@ internal static class InspectCommand
         Row("  MLP per layer", Format.Count(cost.MlpMatmulParametersPerLayer + cost.RouterParametersPerLayer + cost.MlpBiasParametersPerLayer),
             config.IsMoe ? "experts x 3 x hidden x intermediate + router" : "3 x hidden x intermediate");
         if (config.IsMoe) Row("  active per token", Format.Count(cost.ActiveParameters), "top-k experts only");
-        if (checkpoint is { } ck)
+        if (tensors is not null)
         {
-            long diff = ck.Parameters - cost.Parameters;
-            Row("checkpoint", $"{ck.Tensors} tensors, {Format.Count(ck.Parameters)} parameters, {Format.Bytes(ck.Bytes)}: " +
-                (diff == 0 ? "matches config.json" : $"differs from config.json by {Format.Exact(diff)} parameters"));
+            long diff = tensors.Sum(t => t.Elements) - cost.Parameters;
+            string configName = choice.IsGguf ? "the GGUF metadata" : "config.json";
+            Row(choice.IsGguf ? "GGUF file" : "checkpoint",
+                $"{tensors.Count} tensors, {Format.Count(tensors.Sum(t => t.Elements))} parameters, {Format.Bytes(tensors.Sum(t => t.Bytes))}: " +
+                (diff == 0 ? $"matches {configName}" : $"differs from {configName} by {Format.Exact(diff)} parameters"));
+            foreach (var g in byDtype)
+                Row($"  {g.Key.DtypeName}", $"{g.Count()} tensors, {Format.Count(g.Sum(t => t.Elements))} parameters, {Format.Bytes(g.Sum(t => t.Bytes))}");
         }
         Row("weights", choice.Quantize is null ? Format.Bytes(cost.Parameters * weightBytes)
                 : $"{Format.Bytes(cost.Parameters * Tensor.BytesPerElement(loadedDtype))} as stored, {Format.Bytes(cost.Parameters * weightBytes)} quantized",

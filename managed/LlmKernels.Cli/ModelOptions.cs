@@ -2,19 +2,29 @@ using System.CommandLine;
 using System.Diagnostics;
 using LlmKernels.Interop;
 using LlmKernels.Models;
+using LlmKernels.Models.Gguf;
 using LlmKernels.Models.Safetensors;
 using LlmKernels.Models.Tokenization;
 using Spectre.Console;
 
 namespace LlmKernels.Cli;
 
-/// <summary>The model a command runs: a Hugging Face folder, or a built-in tiny preset.</summary>
-internal sealed record ModelChoice(string? Directory, string Preset, LlmkDtype? Quantize = null)
+/// <summary>The model a command runs: a Hugging Face folder or a GGUF file (<paramref name="Location"/>), or a built-in tiny preset.</summary>
+internal sealed record ModelChoice(string? Location, string Preset, LlmkDtype? Quantize = null)
 {
-    public string Name => Directory ?? Preset;
+    public string Name => Location ?? Preset;
 
-    /// <summary>config.json of the folder, or the preset's configuration.</summary>
-    public ModelConfig LoadConfig() => Directory is null ? TinyModels.Config(Preset) : ModelConfig.Load(ModelLoader.ConfigPath(Directory));
+    /// <summary>Whether <see cref="Location"/> names a GGUF file (ends in .gguf and is no folder).</summary>
+    public bool IsGguf => Location is { } path && LlamaModel.IsGguf(path);
+
+    /// <summary>config.json of the folder, the GGUF file's metadata, or the preset's configuration.</summary>
+    public ModelConfig LoadConfig()
+    {
+        if (Location is null) return TinyModels.Config(Preset);
+        if (!IsGguf) return ModelConfig.Load(ModelLoader.ConfigPath(Location));
+        using var file = ModelLoader.OpenGguf(Location);
+        return ModelConfig.FromGguf(file);
+    }
 }
 
 /// <summary>The options that pick a model and a backend, shared by generate, bench, inspect and verify.</summary>
@@ -22,7 +32,7 @@ internal sealed class ModelOptions
 {
     public Option<string?> Model { get; } = new("--model")
     {
-        Description = "Hugging Face model folder (config.json, model.safetensors or its index, tokenizer.json)",
+        Description = "Hugging Face model folder (config.json, model.safetensors or its index, tokenizer.json), or a GGUF file (*.gguf)",
     };
 
     public Option<string?> Preset { get; } = new("--preset")
@@ -78,8 +88,8 @@ internal sealed class ModelOptions
             throw new CliException("--model and --preset name two models; give one");
         if (directory is null && preset is null && !defaultToPreset) return null;
         var weights = parse.GetValue(Weights);
-        if (weights is not null && directory is null)
-            throw new CliException("--weights quantizes a model folder's weights; give --model");
+        if (weights is not null && (directory is null || LlamaModel.IsGguf(directory)))
+            throw new CliException("--weights quantizes a safetensors folder at load; give --model with a folder (a GGUF file keeps its own types)");
         return new ModelChoice(directory, preset ?? TinyModels.Presets[0], weights is null ? null : QuantizeChoices[weights]);
     }
 
@@ -115,6 +125,9 @@ internal static class ModelLoader
         }
     }
 
+    public static GgufFile OpenGguf(string path) =>
+        File.Exists(path) ? GgufFile.Open(path) : throw new CliException($"--model {path}: no such file");
+
     public static string ConfigPath(string directory)
     {
         if (!Directory.Exists(directory))
@@ -135,14 +148,14 @@ internal static class ModelLoader
     {
         var clock = Stopwatch.StartNew();
         LoadedModel loaded;
-        if (choice.Directory is null)
+        if (choice.Location is null)
         {
             var dtype = ctx.IsCuda ? LlmkDtype.Bf16 : LlmkDtype.F32;
             loaded = new LoadedModel(TinyModels.Load(ctx, choice.Preset, presetSeed, dtype), TinyModels.CreateTokenizer(), dtype,
                                      $"{choice.Preset} (seed {presetSeed})");
         }
         else
-            loaded = LoadDirectory(ctx, choice.Directory, io, choice.Quantize);
+            loaded = choice.IsGguf ? LoadGguf(ctx, choice.Location, io) : LoadDirectory(ctx, choice.Location, io, choice.Quantize);
         loaded.Model.AttentionAlgorithm = attention;
         io.Note($"loaded {loaded.Name} on {ctx} in {clock.Elapsed.TotalSeconds:F2} s: {loaded.Model.Config.ModelType}, " +
                 $"weights {loaded.WeightDtype}, activations {loaded.Model.ActivationDtype}");
@@ -156,7 +169,6 @@ internal static class ModelLoader
         var tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;
         var checkpoint = SafetensorsCheckpoint.Open(directory);
         var tensors = checkpoint.Files.SelectMany(f => f.Tensors).ToList();
-        long totalBytes = tensors.Sum(t => t.ByteLength);
         var weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))
                                  .Select(g => WeightSource.ToLlmk(g.Key)).FirstOrDefault() ?? LlmkDtype.F32;
         var source = WeightSource.FromCheckpoint(checkpoint);
@@ -165,6 +177,33 @@ internal static class ModelLoader
             source = WeightSource.Quantized(source, q, config.TieWordEmbeddings);
             weightDtype = q;
         }
+        return LoadWeights(ctx, config, source, tokenizer, weightDtype, tensors.Sum(t => t.ByteLength), directory, io, quantize);
+    }
+
+    private static LoadedModel LoadGguf(Context ctx, string path, CliConsole io)
+    {
+        var file = OpenGguf(path);
+        ModelConfig config;
+        Tokenizer? tokenizer;
+        try
+        {
+            config = ModelConfig.FromGguf(file);
+            tokenizer = file.Metadata.ContainsKey("tokenizer.ggml.model") ? Tokenizer.FromGguf(file) : null;
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+        var weightDtype = file.Tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength)).First().Key;
+        return LoadWeights(ctx, config, WeightSource.FromGguf(file), tokenizer, weightDtype,
+                           file.Tensors.Sum(t => t.ByteLength), path, io, quantize: null);
+    }
+
+    /// <summary>The model over <paramref name="source"/> (owned from here), with a progress bar on an interactive stderr.</summary>
+    private static LoadedModel LoadWeights(Context ctx, ModelConfig config, WeightSource source, Tokenizer? tokenizer,
+                                           LlmkDtype weightDtype, long totalBytes, string name, CliConsole io, LlmkDtype? quantize)
+    {
         try
         {
             string what = ctx.IsCuda ? $"uploading weights to {ctx}" : quantize is null ? "mapping weights" : $"quantizing weights to {quantize}";
@@ -184,7 +223,7 @@ internal static class ModelLoader
             }
             else
                 model = new LlamaModel(ctx, config, source);
-            return new LoadedModel(model, tokenizer, weightDtype, directory);
+            return new LoadedModel(model, tokenizer, weightDtype, name);
         }
         catch
         {

@@ -1,4 +1,5 @@
 using LlmKernels.Interop;
+using LlmKernels.Models.Gguf;
 using LlmKernels.Models.Safetensors;
 
 namespace LlmKernels.Models;
@@ -78,11 +79,34 @@ public sealed class LlamaModel : IDisposable
     /// runs the CPU's Naive one as the reference for its Flash one.</summary>
     public LlmkAttentionAlgorithm AttentionAlgorithm { get; set; }
 
-    /// <summary>Loads config.json and the safetensors weights of a Hugging Face checkpoint directory.</summary>
-    public static LlamaModel Load(Context ctx, string directory, LlmkDtype? activationDtype = null)
+    /// <summary>A path that names a GGUF file (a file ending in .gguf) rather than a Hugging Face folder.</summary>
+    public static bool IsGguf(string path) => path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase) && !Directory.Exists(path);
+
+    /// <summary>Loads a GGUF file (<see cref="IsGguf"/>), or config.json and the safetensors weights of a Hugging Face
+    /// checkpoint directory.</summary>
+    public static LlamaModel Load(Context ctx, string path, LlmkDtype? activationDtype = null)
     {
-        var config = ModelConfig.Load(Path.Combine(directory, "config.json"));
-        var source = WeightSource.FromCheckpoint(SafetensorsCheckpoint.Open(directory));
+        ModelConfig config;
+        WeightSource source;
+        if (IsGguf(path))
+        {
+            var file = GgufFile.Open(path);
+            try
+            {
+                config = ModelConfig.FromGguf(file);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+            source = WeightSource.FromGguf(file);
+        }
+        else
+        {
+            config = ModelConfig.Load(Path.Combine(path, "config.json"));
+            source = WeightSource.FromCheckpoint(SafetensorsCheckpoint.Open(path));
+        }
         try
         {
             return new LlamaModel(ctx, config, source, activationDtype);
@@ -174,11 +198,11 @@ public sealed class LlamaModel : IDisposable
     private Tensor Weight(string name, params long[] shape)
     {
         var t = _source.Get(Context, name)
-            ?? throw new ModelFormatException($"{_source.Origin}: missing tensor '{name}' (config.json implies [{string.Join(", ", shape)}])");
+            ?? throw new ModelFormatException($"{_source.Origin}: missing tensor '{name}' (the configuration implies [{string.Join(", ", shape)}])");
         _weights.Add(t);
         if (!t.Shape.SequenceEqual(shape))
             throw new ModelFormatException(
-                $"{_source.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], config.json implies [{string.Join(", ", shape)}]");
+                $"{_source.Origin}: tensor '{name}' has shape [{string.Join(", ", t.Shape)}], the configuration implies [{string.Join(", ", shape)}]");
         return t;
     }
 
@@ -351,7 +375,7 @@ public sealed class LlamaModel : IDisposable
     private LlmkRopeParams RopeParams(int sequenceLength)
     {
         var r = Config.RopeScaling;
-        if (r is null) return Rope.Create((float)Config.RopeTheta);
+        if (r is null) return Rope.Create((float)Config.RopeTheta, Config.RopeStyle);
         var scaling = r.Type switch
         {
             RopeScalingType.Linear => LlmkRopeScaling.Linear,
@@ -365,7 +389,7 @@ public sealed class LlamaModel : IDisposable
         int originalMax = scaling == LlmkRopeScaling.Dynamic
             ? Config.MaxPositionEmbeddings
             : r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings;
-        return Rope.Create((float)Config.RopeTheta, LlmkRopeStyle.Neox, 0, scaling, (float)r.Factor,
+        return Rope.Create((float)Config.RopeTheta, Config.RopeStyle, 0, scaling, (float)r.Factor,
                            originalMax, sequenceLength,
                            (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
                            (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using LlmKernels.Interop;
 
 namespace LlmKernels.Models;
 
@@ -29,7 +30,7 @@ public sealed record RopeScalingConfig
 /// A Hugging Face config.json for the decoder families this runner implements: llama, mistral, qwen2 and
 /// mixtral (same block: RMSNorm, GQA attention with RoPE, SwiGLU MLP or a top-k mixture of SwiGLU experts).
 /// </summary>
-public sealed record ModelConfig
+public sealed partial record ModelConfig
 {
     public static readonly IReadOnlySet<string> SupportedModelTypes = new HashSet<string> { "llama", "mistral", "qwen2", "mixtral" };
 
@@ -45,6 +46,9 @@ public sealed record ModelConfig
     public int MaxPositionEmbeddings { get; init; } = 2048;
     public double RopeTheta { get; init; } = 10000.0;
     public RopeScalingConfig? RopeScaling { get; init; }
+    /// <summary>Which dimensions RoPE pairs: Hugging Face checkpoints rotate halves (NeoX); llama.cpp's converter
+    /// permutes llama's q/k rows so that GGUF llama models rotate adjacent pairs (GPT-J).</summary>
+    public LlmkRopeStyle RopeStyle { get; init; } = LlmkRopeStyle.Neox;
     public double RmsNormEps { get; init; } = 1e-6;
     public bool TieWordEmbeddings { get; init; }
     /// <summary>Bias on q, k, v (qwen2 always; llama's attention_bias also puts one on o).</summary>

@@ -7,7 +7,7 @@ namespace LlmKernels.Models;
 /// Where a model's weights come from, by Hugging Face tensor name. <see cref="Get"/> returns a tensor on the
 /// model's context, or null when the name is absent (optional tensors such as biases).
 /// </summary>
-public abstract class WeightSource : IDisposable
+public abstract partial class WeightSource : IDisposable
 {
     /// <summary>Named in error messages (a directory, "embedded tiny-llama").</summary>
     public abstract string Origin { get; }
@@ -46,11 +46,31 @@ public abstract class WeightSource : IDisposable
         _ => null,
     };
 
+    /// <summary>A tensor over <paramref name="bytes"/> bytes of a memory-mapped file at <paramref name="data"/>: a view
+    /// of the mapping on the CPU (kept alive by <paramref name="file"/>), a copy uploaded once on CUDA.</summary>
+    private protected static unsafe Tensor MappedTensor(Context ctx, nint data, LlmkDtype dtype, long[] shape, long bytes, object file)
+    {
+        if (!ctx.IsCuda)
+            return Tensor.FromPointer(ctx, data, dtype, shape, keepAlive: file);
+        var tensor = ctx.Allocate(dtype, shape);
+        try
+        {
+            Native.Check(NativeMethods.llmk_upload(ctx.Pointer, (void*)tensor.DataPointer, (void*)data, (ulong)bytes));
+            GC.KeepAlive(file);
+            return tensor;
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
+    }
+
     private sealed class CheckpointSource(SafetensorsCheckpoint checkpoint) : WeightSource
     {
         public override string Origin => checkpoint.Directory;
 
-        public override unsafe Tensor? Get(Context ctx, string name)
+        public override Tensor? Get(Context ctx, string name)
         {
             if (!checkpoint.Contains(name)) return null;
             var (file, info) = checkpoint.Get(name);
@@ -58,21 +78,7 @@ public abstract class WeightSource : IDisposable
                 ?? throw new ModelFormatException($"{file.Path}: tensor '{name}' is {SafetensorsFile.DtypeName(info.DType)}; weights must be F32, F16 or BF16");
             if (info.Shape.Length is < 1 or > LlmkConstants.MaxRank)
                 throw new ModelFormatException($"{file.Path}: tensor '{name}' has rank {info.Shape.Length}; weights have rank 1..{LlmkConstants.MaxRank}");
-            nint data = file.GetPointer(info);
-            if (!ctx.IsCuda)
-                return Tensor.FromPointer(ctx, data, dtype, info.Shape, keepAlive: file);
-            var tensor = ctx.Allocate(dtype, info.Shape);
-            try
-            {
-                Native.Check(NativeMethods.llmk_upload(ctx.Pointer, (void*)tensor.DataPointer, (void*)data, (ulong)info.ByteLength));
-                GC.KeepAlive(file);
-                return tensor;
-            }
-            catch
-            {
-                tensor.Dispose();
-                throw;
-            }
+            return MappedTensor(ctx, file.GetPointer(info), dtype, info.Shape, info.ByteLength, file);
         }
 
         public override void Dispose() => checkpoint.Dispose();

@@ -1,4 +1,3 @@
-using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 
 namespace LlmKernels.Models.Safetensors;
@@ -32,15 +31,13 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>The limit the reference implementation uses; a larger header is a corrupt length.</summary>
     public const long MaxHeaderBytes = 100_000_000;
 
-    private readonly MemoryMappedFile _map;
-    private readonly MemoryMappedViewAccessor _view;
-    private byte* _base;
+    private readonly MappedFile _file;
     private readonly long _dataStart;
     private readonly Dictionary<string, SafetensorsTensorInfo> _tensors;
 
-    public string Path { get; }
+    public string Path => _file.Path;
 
-    public long FileLength { get; }
+    public long FileLength => _file.Length;
 
     /// <summary>The "__metadata__" map (empty if absent).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
@@ -48,14 +45,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Tensors in header order.</summary>
     public IReadOnlyList<SafetensorsTensorInfo> Tensors { get; }
 
-    private SafetensorsFile(string path, long length, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* basePtr,
-                            long dataStart, List<SafetensorsTensorInfo> tensors, Dictionary<string, string> metadata)
+    private SafetensorsFile(MappedFile file, long dataStart, List<SafetensorsTensorInfo> tensors, Dictionary<string, string> metadata)
     {
-        Path = path;
-        FileLength = length;
-        _map = map;
-        _view = view;
-        _base = basePtr;
+        _file = file;
         _dataStart = dataStart;
         Tensors = tensors;
         _tensors = tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
@@ -87,52 +79,16 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Maps and validates a file. Every problem is a <see cref="ModelFormatException"/>.</summary>
     public static SafetensorsFile Open(string path)
     {
-        ArgumentNullException.ThrowIfNull(path);
-        long length;
+        var file = MappedFile.Open(path, 8, "the 8-byte header length that starts a safetensors file");
         try
         {
-            length = new FileInfo(path).Length;
+            var (tensors, metadata, dataStart) = ParseHeader(path, file.Base, file.Length);
+            return new SafetensorsFile(file, dataStart, tensors, metadata);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        catch
         {
-            throw new ModelFormatException($"{path}: cannot read the file: {e.Message}", e);
-        }
-        if (!File.Exists(path))
-            throw new ModelFormatException($"{path}: no such file");
-        if (length < 8)
-            throw new ModelFormatException($"{path}: the file is {length} bytes, shorter than the 8-byte header length that starts a safetensors file");
-
-        MemoryMappedFile? map = null;
-        MemoryMappedViewAccessor? view = null;
-        byte* basePtr = null;
-        try
-        {
-            try
-            {
-                map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
-                view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-            {
-                throw new ModelFormatException($"{path}: cannot memory-map the file: {e.Message}", e);
-            }
-            view.SafeMemoryMappedViewHandle.AcquirePointer(ref basePtr);
-            basePtr += view.PointerOffset;
-
-            var (tensors, metadata, dataStart) = ParseHeader(path, basePtr, length);
-            var file = new SafetensorsFile(path, length, map, view, basePtr, dataStart, tensors, metadata);
-            map = null; // owned by the file from here
-            view = null;
-            return file;
-        }
-        finally
-        {
-            if (view is not null)
-            {
-                if (basePtr != null) view.SafeMemoryMappedViewHandle.ReleasePointer();
-                view.Dispose();
-            }
-            map?.Dispose();
+            file.Dispose();
+            throw;
         }
     }
 
@@ -292,8 +248,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// <summary>Address of a tensor's first byte inside the mapping; valid until Dispose.</summary>
     public nint GetPointer(SafetensorsTensorInfo info)
     {
-        byte* b = _base;
-        ObjectDisposedException.ThrowIf(b == null, this);
+        byte* b = _file.Base;
         if (!_tensors.TryGetValue(info.Name, out var own) || !ReferenceEquals(own, info))
             throw new ArgumentException($"tensor '{info.Name}' does not belong to {Path}", nameof(info));
         return (nint)(b + _dataStart + info.Begin);
@@ -307,12 +262,5 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>((void*)GetPointer(info), (int)info.ByteLength);
     }
 
-    public void Dispose()
-    {
-        if (_base == null) return;
-        _base = null;
-        _view.SafeMemoryMappedViewHandle.ReleasePointer();
-        _view.Dispose();
-        _map.Dispose();
-    }
+    public void Dispose() => _file.Dispose();
 }

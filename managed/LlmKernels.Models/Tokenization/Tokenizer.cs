@@ -12,7 +12,7 @@ public sealed record AddedToken(int Id, string Content, bool Special, bool Norma
 /// remaining piece is normalized, pre-tokenized into words and each word is BPE-encoded; the post-processor
 /// adds BOS/EOS when asked. Decoding maps ids to token strings and runs the decoder chain.
 /// </summary>
-public sealed class Tokenizer
+public sealed partial class Tokenizer
 {
     private readonly BpeModel _model;
     private readonly Normalizer? _normalizer;

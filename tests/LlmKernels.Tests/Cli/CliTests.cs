@@ -74,6 +74,77 @@ public class CliTests
     }
 
     [Test]
+    public void GenerateFromAGgufFileMatchesThePreset()
+    {
+        // The preset converted to GGUF as llama.cpp would (q/k rows permuted, its tokenizer as tokenizer.ggml.*),
+        // in f32 and in Q8_0, loaded through --model file.gguf: f32 must generate the preset's greedy text.
+        var directory = TempDirectory();
+        try
+        {
+            var config = TinyModels.Config("tiny-llama");
+            var tokenizer = Models.GgufTokenizerTests.Metadata(System.Text.Encoding.UTF8.GetBytes(TinyModels.TokenizerJson()), "gpt2", "default");
+            using var ctx = Context.CreateCpu();
+            string f32 = Path.Combine(directory, "tiny-f32.gguf"), q8 = Path.Combine(directory, "tiny-q8_0.gguf");
+            Models.GgufFixtures.Write(f32, ctx, config, TinyModels.CreateWeights(config, 1234), extra: tokenizer);
+            Models.GgufFixtures.Write(q8, ctx, config, TinyModels.CreateWeights(config, 1234), Interop.LlmkDtype.Q8_0, tokenizer);
+            string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
+            var fromGguf = Llmk(["generate", "--model", f32, .. common]);
+            var fromPreset = Llmk(["generate", "--preset", "tiny-llama", .. common]);
+            Assert.That(fromGguf.ExitCode, Is.EqualTo(0), fromGguf.Err);
+            Assert.That(fromGguf.Out, Is.EqualTo(fromPreset.Out));
+            Assert.That(fromGguf.Err, Does.Contain("generated 6 tokens").And.Contain("weights F32"));
+
+            var quantized = Llmk(["generate", "--model", q8, .. common]);
+            Assert.That(quantized.ExitCode, Is.EqualTo(0), quantized.Err);
+            Assert.That(quantized.Err, Does.Contain("generated 6 tokens").And.Contain("weights Q8_0"));
+
+            // verify compares the fast CPU path with the reference on the quantized file; bench runs it.
+            var verify = Llmk("verify", "--model", q8, "--model-only");
+            Assert.That(verify.ExitCode, Is.EqualTo(0), verify.Out + verify.Err);
+            Assert.That(verify.Out, Does.Contain("all passed"));
+            var bench = Llmk("bench", "--model", q8, "--backend", "cpu", "--prompt-tokens", "4", "--decode-tokens", "2", "--repeats", "1", "--warmup", "0");
+            Assert.That(bench.ExitCode, Is.EqualTo(0), bench.Err);
+            Assert.That(bench.Out, Does.Contain("decode"));
+
+            // inspect: tensors and bytes per dtype (matrices Q8_0, norms f32).
+            var inspect = Llmk("inspect", "--model", q8);
+            Assert.That(inspect.ExitCode, Is.EqualTo(0), inspect.Err);
+            int layers = config.NumHiddenLayers;
+            Assert.That(inspect.Out, Does.Contain("matches the GGUF metadata"));
+            Assert.That(inspect.Out, Does.Contain($"Q8_0").And.Contain($"{2 + 7 * layers} tensors"));
+            Assert.That(inspect.Out, Does.Contain($"F32").And.Contain($"{1 + 2 * layers} tensors"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public void MalformedGgufIsOneLine()
+    {
+        var directory = TempDirectory();
+        try
+        {
+            string path = Path.Combine(directory, "bad.gguf");
+            File.WriteAllBytes(path, [.. "GGUF"u8, 99, 0, 0, 0, .. new byte[16]]);
+            foreach (var args in new[] { new[] { "inspect" }, ["generate", "--backend", "cpu"], ["bench", "--backend", "cpu"] })
+            {
+                var result = Llmk([.. args, "--model", path]);
+                Assert.That(result.ExitCode, Is.Not.Zero);
+                Assert.That(result.Err.Trim(), Does.Contain($"{path}: GGUF version 99 is not supported").And.Not.Contain("\n"));
+                Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1), result.Err);
+            }
+            var missing = Llmk("inspect", "--model", Path.Combine(directory, "none.gguf"));
+            Assert.That(missing.Err, Does.Contain("none.gguf: no such file"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
     public void InspectTinyLlama()
     {
         var result = Llmk("inspect", "--preset", "tiny-llama");

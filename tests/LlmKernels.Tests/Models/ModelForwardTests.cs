@@ -14,7 +14,7 @@ public class ModelForwardTests
     /// <summary>f32 activations, long reductions over a few layers: far below 1e-4.</summary>
     private const double LogitTolerance = 1e-4;
 
-    private static ModelConfig Base(string type) => new()
+    internal static ModelConfig Base(string type) => new()
     {
         ModelType = type,
         HiddenSize = 64,
@@ -98,7 +98,7 @@ public class ModelForwardTests
         AssertClose(expected.AsSpan(4 * config.VocabSize).ToArray(), stepwise.ToArray(), "prefill 5 + decode");
     }
 
-    private static bool SameArchitecture(ModelConfig a, ModelConfig b) =>
+    internal static bool SameArchitecture(ModelConfig a, ModelConfig b) =>
         a.ModelType == b.ModelType && a.HiddenSize == b.HiddenSize && a.IntermediateSize == b.IntermediateSize
         && a.NumHiddenLayers == b.NumHiddenLayers && a.NumAttentionHeads == b.NumAttentionHeads
         && a.NumKeyValueHeads == b.NumKeyValueHeads && a.HeadDim == b.HeadDim && a.VocabSize == b.VocabSize
