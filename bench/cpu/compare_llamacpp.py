@@ -3,15 +3,16 @@
 
     /usr/bin/python3 bench/cpu/compare_llamacpp.py --llama-bench /path/to/llama-bench \
         [--llama-commit HASH] [--out bench/results/cpu-vs-llamacpp-DATE.md] \
-        [--shapes "stories110M tinyllama"] [--dtypes "f32 f16 bf16"] [--threads "1 2"] [--repeats 3] \
+        [--shapes "stories110M tinyllama"] [--dtypes "f32 f16 bf16 q8_0 q4_0 q4_k_m"] [--threads "1 2"] [--repeats 3] \
+        [--llama-quantize /path/to/llama-quantize] \
         [--workdir /tmp/llmk-bench-models] [--llmk-extra-args "..."] [--llmk-root DIR] [--no-build]
 
 For each shape and dtype, bench/cpu/make_models.py writes one set of weights as a Hugging Face folder (llmk) and a
 GGUF file (llama.cpp), cached in --workdir. llmk is built once (Release). Then, for each (shape, dtype, threads)
 and each repeat, llama-bench runs once (prefill 128 [and 512 for stories110M], decode 32) and llmk's `bench` runs
 once per prompt size and once for decode, so both peers see the same machine state; medians over the repeats go
-into a Markdown
-table. Memory read bandwidth (bench/cpu/membw.c) is measured at the start and at the end.
+into a Markdown table. A quantized dtype (q8_0, q4_0, q4_k_m) is the f32 GGUF quantized by llama.cpp's own
+llama-quantize (--llama-quantize), and both engines read that one file. Memory read bandwidth (bench/cpu/membw.c) is measured at the start and at the end.
 """
 import argparse
 import datetime
@@ -33,6 +34,8 @@ import make_models  # noqa: E402
 
 DECODE_TOKENS = 32
 RUN_TIMEOUT_S = 3600
+# llama-quantize types, and the bytes per weight of the embedding each gives (Q4_K_M keeps token_embd in Q4_K).
+QUANTS = {"q8_0": 34 / 32, "q4_0": 18 / 32, "q4_k_m": 144 / 256}
 
 
 def prompts_for(shape):
@@ -143,6 +146,7 @@ def med(xs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llama-bench", required=True, help="path of a CPU build of llama.cpp's llama-bench")
+    ap.add_argument("--llama-quantize", default=None, help="llama.cpp's llama-quantize, for the quantized dtypes")
     ap.add_argument("--llama-commit", default=None, help="llama.cpp commit the binary was built from (for the report)")
     ap.add_argument("--out", default=None, help="Markdown result file (default bench/results/cpu-vs-llamacpp-DATE.md)")
     ap.add_argument("--shapes", default="stories110M tinyllama")
@@ -164,8 +168,10 @@ def main():
         if s not in make_models.SHAPES:
             ap.error(f"--shapes: unknown shape {s}; known: {', '.join(make_models.SHAPES)}")
     for d in dtypes:
-        if d not in make_models.DTYPES:
-            ap.error(f"--dtypes: unknown dtype {d}; known: {', '.join(make_models.DTYPES)}")
+        if d not in make_models.DTYPES and d not in QUANTS:
+            ap.error(f"--dtypes: unknown dtype {d}; known: {', '.join(make_models.DTYPES + tuple(QUANTS))}")
+        if d in QUANTS and not (a.llama_quantize and os.access(a.llama_quantize, os.X_OK)):
+            ap.error(f"--dtypes {d}: give --llama-quantize (llama.cpp's quantizer makes the file both engines read)")
     if a.repeats < 1 or not threads or min(threads) < 1:
         ap.error("--repeats and --threads must be at least 1")
     llama_bench = os.path.abspath(a.llama_bench)
@@ -184,12 +190,28 @@ def main():
     started = time.time()
     command_line = shlex.join(["/usr/bin/python3", os.path.relpath(os.path.abspath(sys.argv[0]), REPO)] + sys.argv[1:])
 
-    # 1. Models (cached).
+    # 1. Models (cached). A quantized one is one GGUF file for both engines.
     models = {}
+    weight_bytes = {}
     for s in shapes:
         for d in dtypes:
             log(f"model {s} {d}")
-            models[(s, d)] = make_models.make(s, d, a.seed, a.workdir)
+            if d not in QUANTS:
+                models[(s, d)] = make_models.make(s, d, a.seed, a.workdir)
+                weight_bytes[(s, d)] = make_models.weight_bytes_per_token(s, d)
+                continue
+            _, f32_gguf = make_models.make(s, "f32", a.seed, a.workdir)
+            path = os.path.join(a.workdir, f"{s}-{d}.gguf")
+            if not os.path.exists(path):
+                rc, _, err = run([os.path.abspath(a.llama_quantize), f32_gguf, path + ".tmp", d], logf)
+                if rc != 0:
+                    sys.exit(f"compare_llamacpp: llama-quantize {d} failed:\n{err[-2000:]}")
+                os.replace(path + ".tmp", path)
+            models[(s, d)] = (path, path)
+            # the file's tensors, less the embedding table but one row of it
+            shape = make_models.SHAPES[s]
+            table = shape["vocab"] * shape["hidden"] * QUANTS[d]
+            weight_bytes[(s, d)] = os.path.getsize(path) - table * (1 - 1 / shape["vocab"])
 
     # 2. membw and llmk builds.
     membw_bin = os.path.join(a.workdir, "membw")
@@ -309,7 +331,8 @@ def main():
         "",
         "Both engines run the same random-weight Llama models (bench/cpu/make_models.py, seed "
         f"{a.seed}: one set of weights written as a Hugging Face folder for llmk and as a GGUF for llama.cpp, with "
-        "llama.cpp's q/k row permutation). Runs are interleaved: per (shape, dtype, threads) and repeat, llama-bench "
+        "llama.cpp's q/k row permutation; a quantized dtype is that f32 GGUF through llama.cpp's llama-quantize, one "
+        "file that both engines read). Runs are interleaved: per (shape, dtype, threads) and repeat, llama-bench "
         "once, then llmk once per prompt size and once for decode. Figures are medians over the repeats.",
         "",
         f"- CPU: {model_name}, {cores} logical CPUs; flags: {' '.join(flags) or 'none of avx/avx2/avx512'}",
@@ -350,7 +373,7 @@ def main():
     for s in shapes:
         tests = ["decode"] + [f"prefill {p}" for p in prompts_for(s)]
         for d in dtypes:
-            wb = make_models.weight_bytes_per_token(s, d)
+            wb = weight_bytes[(s, d)]
             for t in threads:
                 for test in tests:
                     v = samples.get((s, d, t, test), {"llmk": [], "llama.cpp": []})
@@ -364,7 +387,8 @@ def main():
                                  f"{fmt(gl, '.2f') if dec else ''} | {fmt(pct, '.0f') if dec else ''} | "
                                  f"{fmt(gc, '.2f') if dec else ''} |")
     lines += ["", f"Weight bytes per decode token: " + ", ".join(
-        f"{s} {d} {make_models.weight_bytes_per_token(s, d) / 1e6:.1f} MB" for s in shapes for d in dtypes) + "."]
+        f"{s} {d} {weight_bytes[(s, d)] / 1e6:.1f} MB" for s in shapes for d in dtypes) + "."
+        + (" Quantized: from the GGUF file's size, less the embedding table but one row." if any(d in QUANTS for d in dtypes) else "")]
     if a.contended:
         s, d, t = shapes[0], dtypes[0], max(threads)
         lines += ["", f"Decode of {s} {d} at {t} threads while one busy process (`sh -c 'while :; do :; done'`) "
