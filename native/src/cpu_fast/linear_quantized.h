@@ -26,7 +26,7 @@ typedef struct quant_problem {
 /* A block's f16 scale, by F16C where there is AVX2 (a call per block costs a third of the time). */
 LLMK_INLINE float scale_of(uint16_t h) {
 #if defined(__AVX2__)
-    return _cvtsh_ss(h);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); /* a move, not _cvtsh_ss's insert into a live register */
 #else
     return llmk_f16_to_float(h);
 #endif
@@ -56,6 +56,13 @@ LLMK_INLINE void signed_block(int R, __m256i w, float dw, const llmk_block_q8* c
     }
 }
 
+/* A Q4_0 block's codes as signed bytes: elements 0..15 from the low nibbles, 16..31 from the high ones, - 8. */
+LLMK_INLINE __m256i q4_0_codes(const llmk_block_q4_0* b) {
+    const __m128i packed = _mm_loadu_si128((const __m128i*)b->q);
+    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0xF));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+}
+
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
                             float out[QROWS]) {
     __m256 acc[QROWS];
@@ -65,18 +72,29 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
         offset[i] = 0.0f;
     }
     const __m256i low4 = _mm256_set1_epi8(0xF);
+    /* Q8_0 and Q4_0 take an FMA per block: even and odd blocks go to two accumulators, so a row is not held
+     * to the FMA's latency (decode is one row). */
+    __m256 odd[QROWS];
+    for (int i = 0; i < R; i++)
+        odd[i] = _mm256_setzero_ps();
     if (wtype == LLMK_DTYPE_Q8_0) {
         const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w;
-        for (int64_t b = 0; b < blocks; b++)
+        int64_t b = 0;
+        for (; b + 1 < blocks; b += 2) {
+            signed_block(R, load32(wb[b].q), scale_of(wb[b].d), x, b, acc);
+            signed_block(R, load32(wb[b + 1].q), scale_of(wb[b + 1].d), x, b + 1, odd);
+        }
+        if (b < blocks)
             signed_block(R, load32(wb[b].q), scale_of(wb[b].d), x, b, acc);
     } else if (wtype == LLMK_DTYPE_Q4_0) {
         const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w;
-        for (int64_t b = 0; b < blocks; b++) {
-            const __m128i packed = _mm_loadu_si128((const __m128i*)wb[b].q);
-            const __m256i nibbles = _mm256_and_si256(
-                _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low4); /* elements 0..15 low, 16..31 high */
-            signed_block(R, _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8)), scale_of(wb[b].d), x, b, acc);
+        int64_t b = 0;
+        for (; b + 1 < blocks; b += 2) {
+            signed_block(R, q4_0_codes(&wb[b]), scale_of(wb[b].d), x, b, acc);
+            signed_block(R, q4_0_codes(&wb[b + 1]), scale_of(wb[b + 1].d), x, b + 1, odd);
         }
+        if (b < blocks)
+            signed_block(R, q4_0_codes(&wb[b]), scale_of(wb[b].d), x, b, acc);
     } else if (wtype == LLMK_DTYPE_Q4_K) {
         /* x shares one d per 256 (llmk_q8_group), so the sub-block scales multiply integers and each
          * super-block takes one f32 FMA; the mins go through the sums of x. */
@@ -143,7 +161,7 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
         }
     }
     for (int i = 0; i < R; i++)
-        out[i] = hsum8(acc[i]) + offset[i];
+        out[i] = hsum8(_mm256_add_ps(acc[i], odd[i])) + offset[i];
 }
 #else
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
