@@ -57,4 +57,39 @@ public class GgufRealFileTests
         TestContext.Out.WriteLine($"{Path.GetFileName(folder)}/: [{string.Join(", ", fromFolder)}]; {agree} of {Steps} greedy tokens agree before the first difference");
         Assert.That(fromGguf, Is.EqualTo(fromFolder));
     }
+
+    public static IEnumerable<TestCaseData> QuantizedFiles() =>
+        Files().Where(c => Path.GetFileName((string)c.Arguments[0]!) is var n && (n.Contains("-q8_0") || n.Contains("-q4_0") || n.Contains("-q4_k")));
+
+    /// <summary>The logits of a quantized file at every position of a 64-token prompt, against the bf16 folder of
+    /// the same weights (X-q8_0.gguf against X-bf16/): relative L2 and top-1 agreement, printed; Q8_0 within 5 %.</summary>
+    [TestCaseSource(nameof(QuantizedFiles))]
+    public void QuantizedLogitsStayNearBf16(string gguf)
+    {
+        string name = Path.GetFileNameWithoutExtension(gguf);
+        string folder = Path.Combine(Path.GetDirectoryName(gguf)!, name[..name.LastIndexOf('-')] + "-bf16");
+        if (!Directory.Exists(folder)) Assert.Ignore($"no bf16 folder {folder}");
+        using var ctx = Context.CreateCpu();
+        var rng = new Random(5);
+        int[] prompt = [1, .. Enumerable.Range(0, 63).Select(_ => rng.Next(3, 32000))];
+        float[] Logits(string path)
+        {
+            using var model = LlamaModel.Load(ctx, path);
+            using var cache = model.CreateCache(prompt.Length);
+            return model.Forward(prompt, cache, allLogits: true);
+        }
+        var quantized = Logits(gguf);
+        var reference = Logits(folder);
+        var errors = Verification.Errors.Compare(Verification.RandomData.ToDoubles(reference), quantized);
+        int vocab = reference.Length / prompt.Length, top1 = 0;
+        for (int t = 0; t < prompt.Length; t++)
+        {
+            var r = reference.AsSpan(t * vocab, vocab);
+            var q = quantized.AsSpan(t * vocab, vocab);
+            if (r.IndexOf(System.Linq.Enumerable.Max(r.ToArray())) == q.IndexOf(System.Linq.Enumerable.Max(q.ToArray()))) top1++;
+        }
+        TestContext.Out.WriteLine($"{name} against {Path.GetFileName(folder)}/: logits rel L2 {errors.RelL2:E2}, max abs {errors.MaxAbs:E2}, " +
+                                  $"top-1 agrees at {top1} of {prompt.Length} positions");
+        if (name.Contains("-q8_0")) Assert.That(errors.Within(0.05), $"{errors}");
+    }
 }
