@@ -61,14 +61,17 @@ public class GgufRealFileTests
     public static IEnumerable<TestCaseData> QuantizedFiles() =>
         Files().Where(c => Path.GetFileName((string)c.Arguments[0]!) is var n && (n.Contains("-q8_0") || n.Contains("-q4_0") || n.Contains("-q4_k")));
 
-    /// <summary>The logits of a quantized file at every position of a 64-token prompt, against the bf16 folder of
-    /// the same weights (X-q8_0.gguf against X-bf16/): relative L2 and top-1 agreement, printed; Q8_0 within 5 %.</summary>
+    /// <summary>The logits of a quantized file at every position of a 64-token prompt against the f32 folder of the
+    /// same weights (X-q8_0.gguf against X-f32/), beside those of the bf16 folder (X-bf16/, the same weights
+    /// rounded to bf16): relative L2 and top-1 agreement of each, printed. Q8_0 must stay within 4x the error
+    /// bf16 makes: on these uniform weights Q8_0 rounds each weight with 0.39 % rms relative error (a step of
+    /// max/127 per 32), bf16 with 0.11 % (8 significant bits), a ratio of 3.5.</summary>
     [TestCaseSource(nameof(QuantizedFiles))]
-    public void QuantizedLogitsStayNearBf16(string gguf)
+    public void QuantizedLogitsStayWithinBf16Error(string gguf)
     {
-        string name = Path.GetFileNameWithoutExtension(gguf);
-        string folder = Path.Combine(Path.GetDirectoryName(gguf)!, name[..name.LastIndexOf('-')] + "-bf16");
-        if (!Directory.Exists(folder)) Assert.Ignore($"no bf16 folder {folder}");
+        string name = Path.GetFileNameWithoutExtension(gguf), shape = name[..name.LastIndexOf('-')];
+        string f32 = Path.Combine(Path.GetDirectoryName(gguf)!, shape + "-f32"), bf16 = Path.Combine(Path.GetDirectoryName(gguf)!, shape + "-bf16");
+        if (!Directory.Exists(f32) || !Directory.Exists(bf16)) Assert.Ignore($"needs {f32} and {bf16}");
         using var ctx = Context.CreateCpu();
         var rng = new Random(5);
         int[] prompt = [1, .. Enumerable.Range(0, 63).Select(_ => rng.Next(3, 32000))];
@@ -78,18 +81,23 @@ public class GgufRealFileTests
             using var cache = model.CreateCache(prompt.Length);
             return model.Forward(prompt, cache, allLogits: true);
         }
-        var quantized = Logits(gguf);
-        var reference = Logits(folder);
-        var errors = Verification.Errors.Compare(Verification.RandomData.ToDoubles(reference), quantized);
-        int vocab = reference.Length / prompt.Length, top1 = 0;
-        for (int t = 0; t < prompt.Length; t++)
+        var reference = Logits(f32);
+        int vocab = reference.Length / prompt.Length;
+        (Verification.ErrorStats Errors, int Top1) Against(float[] other)
         {
-            var r = reference.AsSpan(t * vocab, vocab);
-            var q = quantized.AsSpan(t * vocab, vocab);
-            if (r.IndexOf(System.Linq.Enumerable.Max(r.ToArray())) == q.IndexOf(System.Linq.Enumerable.Max(q.ToArray()))) top1++;
+            int top1 = 0;
+            for (int t = 0; t < prompt.Length; t++)
+            {
+                var r = reference.AsSpan(t * vocab, vocab).ToArray();
+                var o = other.AsSpan(t * vocab, vocab).ToArray();
+                if (Array.IndexOf(r, r.Max()) == Array.IndexOf(o, o.Max())) top1++;
+            }
+            return (Verification.Errors.Compare(Verification.RandomData.ToDoubles(reference), other), top1);
         }
-        TestContext.Out.WriteLine($"{name} against {Path.GetFileName(folder)}/: logits rel L2 {errors.RelL2:E2}, max abs {errors.MaxAbs:E2}, " +
-                                  $"top-1 agrees at {top1} of {prompt.Length} positions");
-        if (name.Contains("-q8_0")) Assert.That(errors.Within(0.05), $"{errors}");
+        var quantized = Against(Logits(gguf));
+        var half = Against(Logits(bf16));
+        TestContext.Out.WriteLine($"{name} against {shape}-f32/: logits rel L2 {quantized.Errors.RelL2:E2}, top-1 {quantized.Top1} of {prompt.Length}; " +
+                                  $"{shape}-bf16/ against it: rel L2 {half.Errors.RelL2:E2}, top-1 {half.Top1} of {prompt.Length}");
+        if (name.Contains("-q8_0")) Assert.That(quantized.Errors.RelL2, Is.LessThanOrEqualTo(4 * half.Errors.RelL2));
     }
 }
