@@ -19,7 +19,9 @@ static uint64_t span_bytes(const llmk_tensor* t, int32_t first) {
     uint64_t extent = 0;
     for (int32_t d = first; d < t->rank; d++)
         extent += (uint64_t)(t->shape[d] - 1) * (uint64_t)t->strides[d];
-    return (extent + 1) * llmk_dtype_size(t->dtype);
+    uint64_t bytes = 0;
+    llmk_dtype_bytes(t->dtype, extent + 1, &bytes);
+    return bytes;
 }
 
 bool llmk_views_overlap(const llmk_tensor* a, const llmk_tensor* b) {
