@@ -18,7 +18,7 @@ internal static class InspectCommand
     public static Command Create(CliConsole io)
     {
         var models = new ModelOptions();
-        var context = new Option<int?>("--context") { Description = "Context length of the FLOP and KV figures (default: min(max_position_embeddings, 4096))" };
+        var context = OptionRules.OptionalNumber<int>("--context", "Context length of the FLOP and KV figures (default: min(max_position_embeddings, 4096))");
         var kvDtype = new Option<string?>("--kv-dtype") { Description = "f32, f16 or bf16 (default: the weights' dtype)" };
         kvDtype.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var bandwidth = new Option<double>("--bandwidth")

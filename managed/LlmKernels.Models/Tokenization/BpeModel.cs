@@ -29,6 +29,8 @@ internal sealed class BpeModel
             if (!_vocab.TryAdd(token, value)) throw id.Error("appears twice in the vocabulary");
             maxId = Math.Max(maxId, value);
         }
+        // An empty vocabulary would encode every text to nothing (the prompt silently becoming BOS alone).
+        if (_vocab.Count == 0) throw model.Required("vocab").Error("is empty; a BPE model needs its tokens");
         _idToToken = new string?[maxId + 1];
         foreach (var (token, id) in _vocab)
         {
