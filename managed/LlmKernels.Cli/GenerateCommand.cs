@@ -52,11 +52,10 @@ internal static class GenerateCommand
         io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Length} tokens");
 
         var generator = ignoreEos ? new Generator(loaded.Model, tokenizer) { StopTokens = [] } : new Generator(loaded.Model, tokenizer);
-        // Generate checks the prompt (token ids, length) when called: before the prompt is echoed.
+        // Generate checks the prompt (token ids, length) when called, and the prompt is echoed with the first
+        // token, after the prefill: a bad prompt or a model whose logits are not finite prints nothing.
         var tokens = generator.Generate(ids, maxTokens, sampler);
         var output = io.OutWriter;
-        output.Write(prompt);
-        output.Flush();
 
         // The first token comes out of the prefill's logits; each later one costs one decode step.
         var clock = Stopwatch.StartNew();
@@ -66,7 +65,11 @@ internal static class GenerateCommand
         foreach (var token in tokens)
         {
             last = clock.Elapsed;
-            if (count++ == 0) prefill = last;
+            if (count++ == 0)
+            {
+                prefill = last;
+                output.Write(prompt);
+            }
             stop = token.Stop;
             // The end-of-sequence token ends the text; its own text ("</s>") is not part of it.
             if (stop != StopReason.EndOfSequence) output.Write(token.Text);

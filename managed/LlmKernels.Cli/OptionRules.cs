@@ -28,7 +28,15 @@ internal static class OptionRules
     {
         option.Validators.Add(result =>
         {
-            var value = result.GetValueOrDefault<T>();
+            T value;
+            try
+            {
+                value = result.GetValueOrDefault<T>();
+            }
+            catch (InvalidOperationException)
+            {
+                return; // the value did not parse, and its parser has said so
+            }
             if (!valid(value))
                 result.AddError($"{option.Name} is {Convert.ToString(value, CultureInfo.InvariantCulture)}; expected {range}");
         });
