@@ -376,12 +376,20 @@ public sealed record ModelConfig
             return d;
         }
 
+        /// <summary>The largest size field (layers, widths, vocabulary, positions) taken: far above any real model
+        /// (hidden sizes reach 16384, vocabularies 262k, contexts 10M), so that no list sized by one (the per-layer
+        /// flags) is made huge by one number in the file; the fuzz test found that one.</summary>
+        public const int MaxSize = 1 << 24;
+
         private int? OptionalInt(string field, int min, string expected)
         {
             if (Get(field) is not JsonElement v) return null;
             // Python writes 4096.0 for some integer fields; accept integral doubles.
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || d != Math.Floor(d) || d < min || d > int.MaxValue)
+            double d = v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double number) ? number : double.NaN;
+            if (!(d == Math.Floor(d) && d >= min))
                 Fail(field, $"is {v.GetRawText()}, expected {expected}");
+            if (d > MaxSize)
+                Fail(field, $"is {v.GetRawText()}, more than the {MaxSize} this runner takes for a size");
             return (int)v.GetDouble();
         }
 

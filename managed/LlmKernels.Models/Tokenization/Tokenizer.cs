@@ -48,7 +48,7 @@ public sealed class Tokenizer
             foreach (var t in list.Items())
             {
                 bool special = t.OptionalBool("special", false);
-                var token = new AddedToken(t.Required("id").Int(0), t.Required("content").String(), special,
+                var token = new AddedToken(t.Required("id").TokenId(), t.Required("content").String(), special,
                     t.OptionalBool("normalized", !special), t.OptionalBool("lstrip", false), t.OptionalBool("rstrip", false),
                     t.OptionalBool("single_word", false));
                 if (token.Content.Length == 0) throw t.Error("has empty content");
@@ -158,7 +158,7 @@ public sealed class Tokenizer
                 var specials = new Dictionary<string, int[]>();
                 if (n.Optional("special_tokens") is JsonNode st)
                     foreach (var (name, value) in st.Properties())
-                        specials[name] = value.Required("ids").Items().Select(i => i.Int(0)).ToArray();
+                        specials[name] = value.Required("ids").Items().Select(i => i.TokenId()).ToArray();
                 foreach (var item in n.Required("single").Items())
                 {
                     if (item.Optional("SpecialToken") is JsonNode s)
