@@ -84,7 +84,7 @@ public unsafe class CApiMisuseTests
         using var ctx = Context.CreateCpu(1);
         void* small = Malloc(ctx.Pointer, 16);        // 4 floats
         void* other = Malloc(ctx.Pointer, 4096);
-        var inside = View(other, 64);
+        var inside = View(other, 16);
         // From the start, 16 floats over a 4-float buffer; from an offset, a view that runs past the end.
         TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Check(Add(ctx.Pointer, View(small, 16), inside, inside)),
                                  "llmk_add", "a spans 64 bytes", "buffer of 16 bytes", "past its end");
