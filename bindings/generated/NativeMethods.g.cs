@@ -319,7 +319,11 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_create_cuda(int device_index, nint* out_context);
 
-    /// <summary>Frees the context and every buffer still allocated through it. NULL is accepted.</summary>
+    /// <summary>
+    /// Frees the context and every buffer still allocated through it. NULL is accepted. A pointer that is not a
+    /// live context (destroyed already, or never created) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed;
+    /// every other entry point refuses it the same way.
+    /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_destroy(nint context);
 
@@ -342,13 +346,21 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_cuda_device_describe(int device_index, byte* buffer, nuint capacity);
 
-    /// <summary>Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer.</summary>
+    /// <summary>
+    /// Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer. The context
+    /// keeps each buffer's size: a tensor view or a copy that starts inside a buffer and runs past its end gives
+    /// LLMK_STATUS_OUT_OF_RANGE. Memory the context did not allocate (a mapped file, the caller's array) is
+    /// accepted as given. Every tensor's data pointer must be aligned to its dtype's element size
+    /// (LLMK_STATUS_INVALID_ARGUMENT otherwise).
+    /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_malloc(nint context, ulong bytes, void** out_pointer);
 
     /// <summary>
     /// Frees memory from llmk_malloc on this context. A pointer the context did not allocate (or already
-    /// freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted.
+    /// freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted. The most recently freed
+    /// buffers (32, up to 64 MiB) are held back for a while, so a call that still points into one is refused
+    /// with LLMK_STATUS_INVALID_ARGUMENT instead of touching freed memory.
     /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_free(nint context, void* pointer);
