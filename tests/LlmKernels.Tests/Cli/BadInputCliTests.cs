@@ -1,8 +1,6 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json.Nodes;
-using LlmKernels.Cli;
 using LlmKernels.Models;
 using LlmKernels.Models.Safetensors;
 
@@ -16,21 +14,11 @@ namespace LlmKernels.Tests.Cli;
 /// </summary>
 public class BadInputCliTests
 {
-    private sealed record Result(int ExitCode, string Out, string Err);
-
-    private static Result Llmk(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = Program.Run(args, CliConsole.Plain(output, error));
-        var result = new Result(code, output.ToString(), error.ToString());
-        TestContext.Out.WriteLine($"llmk {string.Join(" ", args)} -> {code}\n--- stdout\n{result.Out}--- stderr\n{result.Err}");
-        return result;
-    }
+    private static CliResult Llmk(params string[] args) => CliRunner.Llmk(args);
 
     /// <summary>Asserts the one-line error: exit code 1, stdout empty, one "llmk: error:" line containing
     /// <paramref name="mention"/>, no stack trace. Notes before it (what was loaded) are allowed.</summary>
-    private static void AssertOneLineError(Result r, string mention)
+    private static void AssertOneLineError(CliResult r, string mention)
     {
         var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         Assert.Multiple(() =>
@@ -141,7 +129,7 @@ public class BadInputCliTests
     }
 
     /// <summary>Runs a command on another thread so that a hang fails the test instead of stalling the run.</summary>
-    private static Result Run(Func<Result> command)
+    private static CliResult Run(Func<CliResult> command)
     {
         var task = Task.Run(command);
         Assert.That(Task.WhenAny(task, Task.Delay(TimeSpan.FromSeconds(60))).Result, Is.SameAs(task), "the command did not return");
@@ -183,13 +171,10 @@ public class BadInputCliTests
 
     // ---- ways to break a folder ----------------------------------------------------------------------------
 
-    [DllImport("libc.so.6", SetLastError = true)]
-    private static extern int mkfifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
-
     private static void Fifo(string path)
     {
         File.Delete(path);
-        Assert.That(mkfifo(path, Convert.ToUInt32("600", 8)), Is.Zero, "mkfifo");
+        TestSupport.MakeFifo(path);
     }
 
     private static void Link(string path, string target)

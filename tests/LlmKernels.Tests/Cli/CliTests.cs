@@ -1,4 +1,3 @@
-using LlmKernels.Cli;
 using LlmKernels.Models;
 
 namespace LlmKernels.Tests.Cli;
@@ -9,17 +8,7 @@ namespace LlmKernels.Tests.Cli;
 /// </summary>
 public class CliTests
 {
-    private sealed record Result(int ExitCode, string Out, string Err);
-
-    private static Result Llmk(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = Program.Run(args, CliConsole.Plain(output, error));
-        var result = new Result(code, output.ToString(), error.ToString());
-        TestContext.Out.WriteLine($"llmk {string.Join(" ", args)} -> {code}\n--- stdout\n{result.Out}--- stderr\n{result.Err}");
-        return result;
-    }
+    private static CliResult Llmk(params string[] args) => CliRunner.Llmk(args);
 
     private static string TempDirectory()
     {

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Text;
 using LlmKernels.Models;
 using LlmKernels.Models.Safetensors;
@@ -57,8 +56,7 @@ public class ModelFileTests
         switch (kind)
         {
             case "fifo":
-                if (!OperatingSystem.IsLinux()) Assert.Ignore("FIFOs are made with Linux's mkfifo");
-                Assert.That(mkfifo(path, Convert.ToUInt32("600", 8)), Is.Zero, "mkfifo");
+                TestSupport.MakeFifo(path);
                 return "is a FIFO, not a regular file";
             case "character device":
                 if (!OperatingSystem.IsLinux()) Assert.Ignore("/dev/zero is Linux's");
@@ -71,9 +69,6 @@ public class ModelFileTests
                 return "no such file";
         }
     }
-
-    [DllImport("libc.so.6", SetLastError = true)]
-    private static extern int mkfifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 
     [Test]
     public void ASmallFileIsReadUpToItsCap()
