@@ -142,8 +142,8 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
      * and a fault on the GPU. */
     const size_t alignment = llmk_dtype_alignment(t->dtype);
     if (t->data && (uintptr_t)t->data % alignment != 0)
-        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s data pointer %p is not aligned to %zu bytes, as %s needs",
-                         fn, name, t->data, alignment, llmk_dtype_name(t->dtype));
+        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s data pointer %p is not aligned to %d bytes, as %s needs",
+                         fn, name, t->data, (int)alignment, llmk_dtype_name(t->dtype));
     if (ctx && !empty)
         LLMK_TRY(llmk_check_memory(ctx, fn, name, t->data, bytes));
     return LLMK_STATUS_OK;
