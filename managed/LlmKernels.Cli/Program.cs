@@ -23,7 +23,7 @@ internal static class Program
             foreach (var error in parse.Errors) io.Error(error.Message);
             return 1;
         }
-        // Help and parse errors go to the same writers as everything else.
+        // Help, and the error of a bare `llmk` with its help page, go to the same writers as everything else.
         return parse.Invoke(new InvocationConfiguration { Output = io.OutWriter, Error = io.Err.Profile.Out.Writer });
     }
 }
