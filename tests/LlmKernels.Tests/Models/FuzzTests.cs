@@ -8,7 +8,7 @@ using LlmKernels.Models.Tokenization;
 namespace LlmKernels.Tests.Models;
 
 /// <summary>
-/// Seeded mutation fuzzing of the model-file readers: each case's seed file is mutated (bits, bytes, ranges,
+/// Seeded mutation fuzzing of the model-file readers (safetensors, its shard index, config.json, tokenizer.json): each case's seed file is mutated (bits, bytes, ranges,
 /// numbers, the safetensors length field) and read; every input must be accepted or refused with a
 /// <see cref="ModelFormatException"/>, never anything else. Bounded in iterations and time; the seed is logged
 /// (LLMK_TEST_SEED replays it) and failing inputs are saved. Another format is one more line in <see cref="Cases"/>.
@@ -29,6 +29,7 @@ public class FuzzTests
     public static IEnumerable<FuzzCase> Cases()
     {
         yield return new FuzzCase("safetensors", "mixed dtypes", MixedSafetensors, ReadSafetensors, LengthPrefixed: true);
+        yield return new FuzzCase(SafetensorsCheckpoint.IndexFileName, "one shard", () => Utf8(ShardIndex), ReadIndex);
         yield return new FuzzCase("config.json", "tiny-llama", () => Utf8(TinyModels.Config("tiny-llama").ToJson()), ReadConfig);
         yield return new FuzzCase("config.json", "tiny-mixtral", () => Utf8(TinyModels.Config("tiny-mixtral").ToJson()), ReadConfig);
         yield return new FuzzCase("config.json", "qwen2 with yarn", () => Utf8(Qwen2YarnConfig), ReadConfig);
@@ -49,6 +50,19 @@ public class FuzzTests
         foreach (var t in file.Tensors) _ = file.GetBytes(t).ToArray();
     }
 
+    private const string Shard = "model-00001-of-00001.safetensors";
+
+    private const string ShardIndex = $$$"""
+        {"metadata":{"total_size":73},"weight_map":{"ids":"{{{Shard}}}","w":"{{{Shard}}}","h":"{{{Shard}}}","empty":"{{{Shard}}}","mask":"{{{Shard}}}"}}
+        """;
+
+    private static void ReadIndex(byte[] bytes, string path)
+    {
+        string shard = Path.Combine(Path.GetDirectoryName(path)!, Shard);
+        if (!File.Exists(shard)) File.WriteAllBytes(shard, MixedSafetensors());
+        SafetensorsCheckpoint.OpenIndex(path).Dispose();
+    }
+
     private static void ReadConfig(byte[] bytes, string path) => ModelConfig.Load(path);
 
     private static void ReadTokenizer(byte[] bytes, string path)
@@ -67,7 +81,7 @@ public class FuzzTests
         byte[] original = fuzz.SeedBytes();
         string dir = Path.Combine(Path.GetTempPath(), $"llmk-fuzz-{Guid.NewGuid():N}");
         Directory.CreateDirectory(dir);
-        string path = Path.Combine(dir, fuzz.Format == "safetensors" ? "model.safetensors" : fuzz.Format);
+        string path = Path.Combine(dir, fuzz.Format == "safetensors" ? SafetensorsCheckpoint.SingleFileName : fuzz.Format);
         var failures = new List<string>();
         int accepted = 0, refused = 0, iterations = 0;
         var clock = Stopwatch.StartNew();
