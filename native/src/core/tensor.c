@@ -14,6 +14,7 @@ size_t llmk_dtype_size(int32_t dtype) {
     }
 }
 
+/* A new dtype (a block-quantized one: its blocks' alignment) adds its case here and in llmk_dtype_bytes. */
 size_t llmk_dtype_alignment(int32_t dtype) { return llmk_dtype_size(dtype); }
 
 bool llmk_dtype_bytes(int32_t dtype, uint64_t elements, uint64_t* out_bytes) {
@@ -141,7 +142,7 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
     /* The kernels load whole elements through typed pointers: a misaligned one is undefined behaviour in C
      * and a fault on the GPU. */
     const size_t alignment = llmk_dtype_alignment(t->dtype);
-    if (t->data && (uintptr_t)t->data % alignment != 0)
+    if (t->data && alignment > 1 && (uintptr_t)t->data % alignment != 0)
         return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s data pointer %p is not aligned to %d bytes, as %s needs",
                          fn, name, t->data, (int)alignment, llmk_dtype_name(t->dtype));
     if (ctx && !empty)
