@@ -343,7 +343,11 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_create_cuda(int device_index, nint* out_context);
 
-    /// <summary>Frees the context and every buffer still allocated through it. NULL is accepted.</summary>
+    /// <summary>
+    /// Frees the context and every buffer still allocated through it. NULL is accepted. A pointer that is not a
+    /// live context (destroyed already, or never created) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed;
+    /// every other entry point refuses it the same way.
+    /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_context_destroy(nint context);
 
@@ -366,13 +370,21 @@ public static unsafe partial class NativeMethods
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_cuda_device_describe(int device_index, byte* buffer, nuint capacity);
 
-    /// <summary>Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer.</summary>
+    /// <summary>
+    /// Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer. The context
+    /// keeps each buffer's size: a tensor view or a copy that starts inside a buffer and runs past its end gives
+    /// LLMK_STATUS_OUT_OF_RANGE. Memory the context did not allocate (a mapped file, the caller's array) is
+    /// accepted as given. Every tensor's data pointer must be aligned to its dtype's element size
+    /// (LLMK_STATUS_INVALID_ARGUMENT otherwise).
+    /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_malloc(nint context, ulong bytes, void** out_pointer);
 
     /// <summary>
     /// Frees memory from llmk_malloc on this context. A pointer the context did not allocate (or already
-    /// freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted.
+    /// freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted. The most recently freed
+    /// buffers (32, up to 64 MiB) are held back for a while, so a call that still points into one is refused
+    /// with LLMK_STATUS_INVALID_ARGUMENT instead of touching freed memory.
     /// </summary>
     [DllImport("llmk", ExactSpelling = true)]
     public static extern LlmkStatus llmk_free(nint context, void* pointer);
@@ -400,7 +412,8 @@ public static unsafe partial class NativeMethods
 
     /// <summary>
     /// out = src converted to out's dtype (floating &lt;-&gt; floating, or integer &lt;-&gt; integer), any strides. A quantized
-    /// dtype converts to or from a floating one on the CPU (a quantized side follows the block rules above):
+    /// dtype converts to a floating one (on CUDA: a [rows, cols] matrix) and, on the CPU, from one (a quantized
+    /// side follows the block rules above):
     /// dequantizing is exact; quantizing Q8_0 and Q4_0 rounds as GGUF's reference quantizers do, Q4_K and Q6_K
     /// take each block's scales from its range (no search).
     /// </summary>
@@ -424,10 +437,10 @@ public static unsafe partial class NativeMethods
     /// <summary>
     /// y = x . W^T (+ bias), the layout of torch.nn.Linear. x and y share a dtype; weight and bias may have
     /// their own floating dtypes. Accumulates in f32.
-    /// The weight may be quantized (CPU), in_features a multiple of its block. Then x is first rounded to 8 bits
-    /// in blocks of 32, as llama.cpp does for its integer dot products, and every backend and flavour computes
-    /// with that x: per block, in f32, d = max|x| / 127, q = round-to-nearest-even(x * (1 / d)) (q = 0 when
-    /// d = 0), x = d * q.
+    /// The weight may be quantized, in_features a multiple of its block. Then x is first rounded to 8 bits
+    /// in groups of 32 (Q8_0, Q4_0) or 256 (Q4_K, Q6_K), as llama.cpp does for its integer dot products, and every
+    /// backend and flavour computes with that x: per group, in f32, d = max|x| / 127,
+    /// q = round-to-nearest-even(x * (1 / d)) (q = 0 when d = 0), x = d * q.
     /// </summary>
     /// <param name="context"/>
     /// <param name="x">[rows, in_features]</param>

@@ -14,16 +14,16 @@ internal static class GenerateCommand
     {
         var models = new ModelOptions();
         var prompt = new Option<string>("--prompt") { Description = "Text to continue", DefaultValueFactory = _ => "Once upon a time" };
-        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 64 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Sample among the K most likely tokens (0: all)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Then among the fewest whose probability reaches P (1: all)", DefaultValueFactory = _ => 0.95f };
-        var seed = new Option<int?>("--seed") { Description = "Seed of the sampler (default: fresh, printed)" };
+        var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most", DefaultValueFactory = _ => 64 }
+            .Require(n => n >= 1, "at least 1");
+        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy", DefaultValueFactory = _ => 0.8f }
+            .Require(t => t >= 0 && float.IsFinite(t), "a finite value >= 0 (0 is greedy)");
+        var topK = new Option<int>("--top-k") { Description = "Sample among the K most likely tokens (0: all)", DefaultValueFactory = _ => 40 }
+            .Require(k => k >= 0, "0 (all tokens) or more");
+        var topP = new Option<float>("--top-p") { Description = "Then among the fewest whose probability reaches P (1: all)", DefaultValueFactory = _ => 0.95f }
+            .Require(p => p > 0 && p <= 1, "a value in (0, 1]");
+        var seed = OptionRules.OptionalNumber<int>("--seed", "Seed of the sampler (default: fresh, printed)");
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Keep generating past the end-of-sequence token" };
-        maxTokens.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int>() < 1) r.AddError("--max-tokens must be at least 1");
-        });
 
         var command = new Command("generate", "Generate text with a Hugging Face model folder or a built-in tiny model");
         models.AddTo(command);
@@ -53,19 +53,24 @@ internal static class GenerateCommand
         io.Note($"seed {sampler.Seed}, temperature {sampler.Temperature}, top-k {sampler.TopK}, top-p {sampler.TopP}, prompt {ids.Length} tokens");
 
         var generator = ignoreEos ? new Generator(loaded.Model, tokenizer) { StopTokens = [] } : new Generator(loaded.Model, tokenizer);
+        // Generate checks the prompt (token ids, length) when called, and the prompt is echoed with the first
+        // token, after the prefill: a bad prompt or a model whose logits are not finite prints nothing.
+        var tokens = generator.Generate(ids, maxTokens, sampler);
         var output = io.OutWriter;
-        output.Write(prompt);
-        output.Flush();
 
         // The first token comes out of the prefill's logits; each later one costs one decode step.
         var clock = Stopwatch.StartNew();
         TimeSpan prefill = default, last = default;
         int count = 0;
         var stop = StopReason.None;
-        foreach (var token in generator.Generate(ids, maxTokens, sampler))
+        foreach (var token in tokens)
         {
             last = clock.Elapsed;
-            if (count++ == 0) prefill = last;
+            if (count++ == 0)
+            {
+                prefill = last;
+                output.Write(prompt);
+            }
             stop = token.Stop;
             // The end-of-sequence token ends the text; its own text ("</s>") is not part of it.
             if (stop != StopReason.EndOfSequence) output.Write(token.Text);

@@ -18,7 +18,8 @@ internal static class InspectCommand
     public static Command Create(CliConsole io)
     {
         var models = new ModelOptions();
-        var context = new Option<int?>("--context") { Description = "Context length of the FLOP and KV figures (default: min(max_position_embeddings, 4096))" };
+        var context = OptionRules.OptionalNumber<int>("--context", "Context length of the FLOP and KV figures (default: min(max_position_embeddings, 4096))")
+            .Require(c => c is null or >= 1, "at least 1");
         var kvDtype = new Option<string?>("--kv-dtype") { Description = "f32, f16 or bf16 (default: the weights' dtype)" };
         kvDtype.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var bandwidth = new Option<double>("--bandwidth")
@@ -26,10 +27,6 @@ internal static class InspectCommand
             Description = "Memory bandwidth in GB/s for the decode ceiling (default 3350: an H100 SXM's HBM3)",
             DefaultValueFactory = _ => 3350,
         };
-        context.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int?>() is < 1) r.AddError("--context must be at least 1");
-        });
         bandwidth.Validators.Add(r =>
         {
             if (!(r.GetValueOrDefault<double>() > 0)) r.AddError("--bandwidth must be a positive number of GB/s");

@@ -112,6 +112,19 @@ internal static class ModelLoader
 {
     public static Context CreateContext(string backend, int threads)
     {
+        try
+        {
+            return CreateContextFor(backend, threads);
+        }
+        catch (LlmkException e) when (e.Status == LlmkStatus.InvalidArgument)
+        {
+            // The only argument a user gives here is the thread count; the library holds its bound.
+            throw new CliException($"--threads {threads}: {e.Message}");
+        }
+    }
+
+    private static Context CreateContextFor(string backend, int threads)
+    {
         switch (backend)
         {
             case "cpu":
@@ -167,6 +180,7 @@ internal static class ModelLoader
         var config = ModelConfig.Load(ConfigPath(directory));
         var tokenizerPath = Path.Combine(directory, "tokenizer.json");
         var tokenizer = File.Exists(tokenizerPath) ? Tokenizer.FromFile(tokenizerPath) : null;
+        tokenizer?.RequireIdsBelow(config.VocabSize);
         var checkpoint = SafetensorsCheckpoint.Open(directory);
         var tensors = checkpoint.Files.SelectMany(f => f.Tensors).ToList();
         var weightDtype = tensors.GroupBy(t => t.DType).OrderByDescending(g => g.Sum(t => t.ByteLength))

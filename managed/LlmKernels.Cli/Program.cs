@@ -16,7 +16,14 @@ internal static class Program
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(InspectCommand.Create(io));
         root.Subcommands.Add(InfoCommand.Create(io));
-        // Help and parse errors go to the same writers as everything else.
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = io.OutWriter, Error = io.Err.Profile.Out.Writer });
+        var parse = root.Parse(args);
+        // A bad option value is a user error like any other: one line each, exit code 1 (no help page after it).
+        if (parse.Errors.Count > 0 && args.Length > 0)
+        {
+            foreach (var error in parse.Errors) io.Error(error.Message);
+            return 1;
+        }
+        // Help, and the error of a bare `llmk` with its help page, go to the same writers as everything else.
+        return parse.Invoke(new InvocationConfiguration { Output = io.OutWriter, Error = io.Err.Profile.Out.Writer });
     }
 }

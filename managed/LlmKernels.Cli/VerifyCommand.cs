@@ -19,8 +19,15 @@ internal static class VerifyCommand
 
     public static Command Create(CliConsole io)
     {
-        var seedOption = new Option<int?>("--seed") { Description = "Seed of the random inputs and tiny-model weights (default: fresh, printed)" };
+        var seedOption = OptionRules.OptionalNumber<int>("--seed", "Seed of the random inputs and tiny-model weights (default: fresh, printed)");
         var kernelOption = new Option<string?>("--kernel") { Description = "Only kernels whose name contains this text" };
+        // A filter that matches nothing would run zero checks and report success.
+        kernelOption.Validators.Add(r =>
+        {
+            string? filter = r.GetValueOrDefault<string?>();
+            if (filter is not null && !Checks.All().Any(c => KernelMatches(c, filter)))
+                r.AddError($"--kernel {filter} matches no kernel; kernels: {string.Join(", ", Checks.All().Select(c => c.Kernel).Distinct())}");
+        });
         var backendOption = new Option<string>("--backend")
         {
             Description = "all, cpu (the reference and the fast kernels) or cuda",
@@ -31,10 +38,9 @@ internal static class VerifyCommand
         var modelOnly = new Option<bool>("--model-only") { Description = "Only the model comparison" };
         var models = new ModelOptions();
         var promptOption = new Option<string>("--prompt") { Description = "Prompt of the model comparison", DefaultValueFactory = _ => DefaultPrompt };
-        var toleranceOption = new Option<double?>("--tolerance")
-        {
-            Description = "Bound on each layer's relative L2 error (default: 1e-4 between f32 runs, 5e-2 against half precision)",
-        };
+        var toleranceOption = OptionRules.OptionalNumber<double>("--tolerance",
+            "Bound on each layer's relative L2 error (default: 1e-4 between f32 runs, 5e-2 against half precision)")
+            .Require(t => t is null || t > 0, "a bound > 0");
 
         var command = new Command("verify", "Check every kernel of every available backend against the reference, then whole models across backends");
         foreach (var option in new Option[] { seedOption, kernelOption, backendOption, kernelsOnly, modelOnly, promptOption, toleranceOption })
@@ -62,6 +68,8 @@ internal static class VerifyCommand
         }));
         return command;
     }
+
+    private static bool KernelMatches(KernelCheck check, string filter) => check.Kernel.Contains(filter, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The kernel table; returns the number of failed checks.</summary>
     private static int RunKernels(CliConsole io, int seed, string? kernelFilter, string backend)
@@ -92,7 +100,7 @@ internal static class VerifyCommand
                     io.Out.MarkupLineInterpolated($"[grey]CUDA backend skipped: {reason}[/]");
             }
 
-            var checks = Checks.All().Where(c => kernelFilter is null || c.Kernel.Contains(kernelFilter, StringComparison.OrdinalIgnoreCase)).ToList();
+            var checks = Checks.All().Where(c => kernelFilter is null || KernelMatches(c, kernelFilter)).ToList();
             var table = new Table().Border(TableBorder.Rounded)
                 .AddColumns("backend", "kernel", "case", "dtype", "max abs", "rel L2", "bound", "result");
             int passed = 0, failed = 0;

@@ -26,16 +26,20 @@ public sealed class Generator(LlamaModel model, Tokenizer? tokenizer = null)
         ArgumentNullException.ThrowIfNull(prompt);
         if (prompt.Count == 0) throw new ArgumentException("the prompt has no tokens", nameof(prompt));
         ArgumentOutOfRangeException.ThrowIfNegative(maxNewTokens);
+        // Checked here, when Generate is called, not when the first token is asked for: a caller that prints the
+        // prompt in between learns of a bad one before printing anything.
         foreach (int id in prompt)
             if ((uint)id >= (uint)model.Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(prompt), id, $"token id outside the vocabulary [0, {model.Config.VocabSize})");
+                throw new ArgumentException($"the prompt has token id {id}, outside the model's vocabulary [0, {model.Config.VocabSize})");
+        if (prompt.Count > model.Config.MaxPositionEmbeddings)
+            throw new ArgumentException($"the prompt is {prompt.Count} tokens, more than the model's max_position_embeddings ({model.Config.MaxPositionEmbeddings})");
         return Run(prompt.ToArray(), maxNewTokens, sampler ?? Sampler.Greedy);
     }
 
     private IEnumerable<GeneratedToken> Run(int[] prompt, int maxNewTokens, Sampler sampler)
     {
         if (maxNewTokens == 0) yield break;
-        int capacity = Math.Min(prompt.Length + maxNewTokens, Math.Max(model.Config.MaxPositionEmbeddings, prompt.Length + 1));
+        int capacity = Math.Min(prompt.Length + maxNewTokens, model.Config.MaxPositionEmbeddings);
         using var cache = model.CreateCache(capacity);
         // A few prompt tokens decoded before the generated ones, so decoders that strip a leading space
         // (SentencePiece) or join bytes see the context they would in the full text.
@@ -50,7 +54,9 @@ public sealed class Generator(LlamaModel model, Tokenizer? tokenizer = null)
         {
             foreach (float value in logits)
                 if (!float.IsFinite(value))
-                    throw new InvalidOperationException($"the model produced a non-finite logit ({value}) at step {step}");
+                    throw new ModelFormatException(
+                        $"{model.Origin}: the model produced a non-finite logit ({value}) at step {step}: its weights overflow " +
+                        $"{model.ActivationDtype} activations, or hold NaN or infinity");
             int token = sampler.Sample(logits);
             generated.Add(token);
 

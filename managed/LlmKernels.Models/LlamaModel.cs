@@ -118,6 +118,9 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
+    /// <summary>Where the weights come from (a checkpoint folder, a preset), for messages.</summary>
+    public string Origin => _source.Origin;
+
     /// <summary>A model over <paramref name="source"/>, which the model owns from here (disposed with it).</summary>
     public LlamaModel(Context ctx, ModelConfig config, WeightSource source, LlmkDtype? activationDtype = null)
     {
@@ -126,6 +129,16 @@ public sealed class LlamaModel : IDisposable
         _source = source;
         try
         {
+            // The rope parameters' ranges and relations (factor > 0, low_freq_factor < high_freq_factor, ...) are
+            // checked by the code that uses them, once, here: a bad config.json fails at load, not at the first token.
+            try
+            {
+                Rope.Frequencies(RopeParams(1), config.HeadDim);
+            }
+            catch (LlmkException e)
+            {
+                throw new ModelFormatException($"{source.Origin}: config.json: its rope parameters are unusable: {e.Message}", e);
+            }
             var c = config;
             long hidden = c.HiddenSize, q = (long)c.NumAttentionHeads * c.HeadDim, kv = (long)c.NumKeyValueHeads * c.HeadDim;
             long ffn = c.IntermediateSize;

@@ -40,8 +40,7 @@ internal sealed unsafe class MappedFile : IDisposable
     public static MappedFile Open(string path, long minLength, string tooShort)
     {
         ArgumentNullException.ThrowIfNull(path);
-        if (!File.Exists(path))
-            throw new ModelFormatException($"{path}: no such file");
+        ModelFile.RequireRegularFile(path); // a FIFO or a device would block or map nothing useful
         long length;
         try
         {

@@ -164,23 +164,14 @@ public sealed partial record ModelConfig
         _ => modelType,
     };
 
-    public static ModelConfig Load(string path) => Parse(ModelFormatException.ReadFile(path), path);
+    public static ModelConfig Load(string path) => Parse(ModelFile.ReadSmallFile(path), path);
 
     public static ModelConfig Parse(string json, string source = "config.json") =>
         Parse(System.Text.Encoding.UTF8.GetBytes(json), source);
 
     public static ModelConfig Parse(ReadOnlySpan<byte> utf8, string source = "config.json")
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(utf8.ToArray(), new JsonDocumentOptions { AllowTrailingCommas = true });
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException($"{source}: not valid JSON: {e.Message}", e);
-        }
-        using (doc)
+        using (var doc = ModelFile.ParseJson(utf8.ToArray(), source, new JsonDocumentOptions { AllowTrailingCommas = true }))
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new ModelFormatException($"{source}: expected a JSON object, found {doc.RootElement.ValueKind}");
@@ -222,12 +213,12 @@ public sealed partial record ModelConfig
 
         // transformers v5 moves rope_theta and the scaling into rope_parameters.
         var ropeParameters = r.OptionalObject("rope_parameters");
-        double theta = ropeParameters?.OptionalDouble("rope_theta") ?? r.OptionalDouble("rope_theta") ?? 10000.0;
-        if (!(theta > 0)) r.Fail("rope_theta", $"is {theta}, expected > 0");
+        double theta = ropeParameters?.OptionalFloat("rope_theta") ?? r.OptionalFloat("rope_theta") ?? 10000.0;
+        if (!((float)theta > 0)) r.Fail("rope_theta", $"is {theta}, expected > 0");
         var scaling = ParseRopeScaling(ropeParameters ?? r.OptionalObject("rope_scaling"), maxPositions);
 
-        double eps = r.OptionalDouble("rms_norm_eps") ?? 1e-6;
-        if (!(eps > 0)) r.Fail("rms_norm_eps", $"is {eps}, expected > 0");
+        double eps = r.OptionalFloat("rms_norm_eps") ?? 1e-6;
+        if (!((float)eps > 0)) r.Fail("rms_norm_eps", $"is {eps}, expected > 0 in single precision (the kernels' eps is a float)");
 
         bool attentionBias = r.OptionalBool("attention_bias") ?? false;
         bool isQwen2 = modelType == "qwen2";
@@ -265,6 +256,9 @@ public sealed partial record ModelConfig
                 r.Fail("num_experts_per_tok", $"is {perToken}, more than num_local_experts ({experts})");
         }
 
+        int vocab = r.PositiveInt("vocab_size");
+        var bos = r.TokenIds("bos_token_id", vocab);
+        var eos = r.TokenIds("eos_token_id", vocab);
         return new ModelConfig
         {
             ModelType = modelType!,
@@ -275,7 +269,7 @@ public sealed partial record ModelConfig
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
             HeadDim = headDim.Value,
-            VocabSize = r.PositiveInt("vocab_size"),
+            VocabSize = vocab,
             MaxPositionEmbeddings = maxPositions,
             RopeTheta = theta,
             RopeScaling = scaling,
@@ -288,8 +282,8 @@ public sealed partial record ModelConfig
             SlidingLayers = slidingLayers,
             NumLocalExperts = experts,
             NumExpertsPerTok = perToken,
-            BosTokenIds = r.TokenIds("bos_token_id"),
-            EosTokenIds = r.TokenIds("eos_token_id"),
+            BosTokenIds = bos,
+            EosTokenIds = eos,
             TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
         };
     }
@@ -308,8 +302,8 @@ public sealed partial record ModelConfig
             _ => s.Fail<RopeScalingType>("rope_type", $"is '{name}'; supported: default, linear, dynamic, llama3, yarn"),
         };
         if (type == RopeScalingType.Default) return null;
-        double factor = s.OptionalDouble("factor") ?? s.Fail<double>("factor", $"is missing; {name} scaling needs it");
-        if (!(factor > 0)) s.Fail("factor", $"is {factor}, expected > 0");
+        double factor = s.OptionalFloat("factor") ?? s.Fail<double>("factor", $"is missing; {name} scaling needs it");
+        if (!((float)factor > 0)) s.Fail("factor", $"is {factor}, expected > 0");
         int? original = s.OptionalPositiveInt("original_max_position_embeddings");
         if (type == RopeScalingType.Llama3 && original is null)
             s.Fail("original_max_position_embeddings", "is missing; llama3 scaling needs it");
@@ -319,13 +313,13 @@ public sealed partial record ModelConfig
             Factor = factor,
             // transformers falls back to max_position_embeddings for dynamic and yarn.
             OriginalMaxPositionEmbeddings = original ?? (type is RopeScalingType.Dynamic or RopeScalingType.Yarn ? maxPositions : null),
-            LowFreqFactor = s.OptionalDouble("low_freq_factor"),
-            HighFreqFactor = s.OptionalDouble("high_freq_factor"),
-            BetaFast = s.OptionalDouble("beta_fast"),
-            BetaSlow = s.OptionalDouble("beta_slow"),
-            Mscale = s.OptionalDouble("mscale"),
-            MscaleAllDim = s.OptionalDouble("mscale_all_dim"),
-            AttentionFactor = s.OptionalDouble("attention_factor"),
+            LowFreqFactor = s.OptionalFloat("low_freq_factor"),
+            HighFreqFactor = s.OptionalFloat("high_freq_factor"),
+            BetaFast = s.OptionalFloat("beta_fast"),
+            BetaSlow = s.OptionalFloat("beta_slow"),
+            Mscale = s.OptionalFloat("mscale"),
+            MscaleAllDim = s.OptionalFloat("mscale_all_dim"),
+            AttentionFactor = s.OptionalFloat("attention_factor"),
             Truncate = s.OptionalBool("truncate") ?? true,
         };
     }
@@ -377,12 +371,29 @@ public sealed partial record ModelConfig
             return v.GetDouble();
         }
 
+        /// <summary>A number the kernels take as a float: it must be finite in single precision too (1e300 is
+        /// a finite double and an infinite float).</summary>
+        public double? OptionalFloat(string field)
+        {
+            if (OptionalDouble(field) is not double d) return null;
+            if (!float.IsFinite((float)d)) Fail(field, $"is {d}, beyond the single-precision range the kernels compute in");
+            return d;
+        }
+
+        /// <summary>The largest size field (layers, widths, vocabulary, positions) taken: far above any real model
+        /// (hidden sizes reach 16384, vocabularies 262k, contexts 10M), so that no list sized by one (the per-layer
+        /// flags) is made huge by one number in the file; the fuzz test found that one.</summary>
+        public const int MaxSize = 1 << 24;
+
         private int? OptionalInt(string field, int min, string expected)
         {
             if (Get(field) is not JsonElement v) return null;
             // Python writes 4096.0 for some integer fields; accept integral doubles.
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || d != Math.Floor(d) || d < min || d > int.MaxValue)
+            double d = v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double number) ? number : double.NaN;
+            if (!(d == Math.Floor(d) && d >= min))
                 Fail(field, $"is {v.GetRawText()}, expected {expected}");
+            if (d > MaxSize)
+                Fail(field, $"is {v.GetRawText()}, more than the {MaxSize} this runner takes for a size");
             return (int)v.GetDouble();
         }
 
@@ -393,8 +404,8 @@ public sealed partial record ModelConfig
         public int PositiveInt(string field) =>
             OptionalPositiveInt(field) ?? Fail<int>(field, "is missing; expected a positive integer");
 
-        /// <summary>An id or a list of ids (Llama 3 lists several EOS ids).</summary>
-        public List<int> TokenIds(string field)
+        /// <summary>An id or a list of ids (Llama 3 lists several EOS ids), each below vocab_size.</summary>
+        public List<int> TokenIds(string field, int vocabSize)
         {
             if (Get(field) is not JsonElement v) return [];
             var items = v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().ToList() : [v];
@@ -403,6 +414,8 @@ public sealed partial record ModelConfig
             {
                 if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id) || id < 0)
                     Fail(field, $"is {v.GetRawText()}, expected a token id or a list of token ids");
+                if (e.GetInt32() >= vocabSize)
+                    Fail(field, $"is {v.GetRawText()}; id {e.GetInt32()} is not below vocab_size ({vocabSize})");
                 ids.Add(e.GetInt32());
             }
             return ids;

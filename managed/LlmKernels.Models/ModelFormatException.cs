@@ -9,17 +9,4 @@ public sealed class ModelFormatException : Exception
     public ModelFormatException(string message) : base(message) { }
 
     public ModelFormatException(string message, Exception inner) : base(message, inner) { }
-
-    /// <summary>The bytes of a model file; an I/O failure becomes a ModelFormatException naming the file.</summary>
-    internal static byte[] ReadFile(string path)
-    {
-        try
-        {
-            return File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{path}: cannot read: {e.Message}", e);
-        }
-    }
 }

@@ -165,7 +165,9 @@ LLMK_API const char* llmk_cpu_kernels_name(int32_t kernels);
  * there is no such device. */
 LLMK_API llmk_status llmk_context_create_cuda(int32_t device_index, llmk_context** out_context);
 
-/* Frees the context and every buffer still allocated through it. NULL is accepted. */
+/* Frees the context and every buffer still allocated through it. NULL is accepted. A pointer that is not a
+ * live context (destroyed already, or never created) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed;
+ * every other entry point refuses it the same way. */
 LLMK_API llmk_status llmk_context_destroy(llmk_context* context);
 
 /* The backend and device of a context. */
@@ -182,11 +184,17 @@ LLMK_API llmk_status llmk_cuda_device_count(int32_t* out_count);
  * capability, memory, driver and runtime versions. */
 LLMK_API llmk_status llmk_cuda_device_describe(int32_t device_index, char* buffer, size_t capacity);
 
-/* Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer. */
+/* Memory on the context's device, 256-byte aligned. bytes == 0 gives a valid unique pointer. The context
+ * keeps each buffer's size: a tensor view or a copy that starts inside a buffer and runs past its end gives
+ * LLMK_STATUS_OUT_OF_RANGE. Memory the context did not allocate (a mapped file, the caller's array) is
+ * accepted as given. Every tensor's data pointer must be aligned to its dtype's element size
+ * (LLMK_STATUS_INVALID_ARGUMENT otherwise). */
 LLMK_API llmk_status llmk_malloc(llmk_context* context, uint64_t bytes, void** out_pointer);
 
 /* Frees memory from llmk_malloc on this context. A pointer the context did not allocate (or already
- * freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted. */
+ * freed) gives LLMK_STATUS_INVALID_ARGUMENT and nothing is freed. NULL is accepted. The most recently freed
+ * buffers (32, up to 64 MiB) are held back for a while, so a call that still points into one is refused
+ * with LLMK_STATUS_INVALID_ARGUMENT instead of touching freed memory. */
 LLMK_API llmk_status llmk_free(llmk_context* context, void* pointer);
 
 /* Host -> device, device -> host and device -> device copies, ordered on the context's stream;

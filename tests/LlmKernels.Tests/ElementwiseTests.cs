@@ -213,8 +213,13 @@ public class ElementwiseTests : KernelFamilyTests<ElementwiseTests>, IKernelFami
         // Outputs: no element twice, and in place only as exactly the same view.
         using var broadcast = Tensor.FromPointer(Cpu, output.DataPointer, LlmkDtype.F16, [3, 4], output, [0, 1]);
         TestSupport.ExpectStatus(LlmkStatus.BadStride, () => Kernels.Add(Cpu, a, b, broadcast), "llmk_add:", "out", "share an address");
-        using var shifted = Tensor.FromPointer(Cpu, a.DataPointer + 4, LlmkDtype.F32, [3, 4], a);
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(Cpu, a, b, shifted), "llmk_add:", "out partially overlaps a");
+        // Both views inside one buffer (wide has 15 floats), one element apart.
+        using var front = Tensor.FromPointer(Cpu, wide.DataPointer, LlmkDtype.F32, [3, 4], wide);
+        using var shifted = Tensor.FromPointer(Cpu, wide.DataPointer + 4, LlmkDtype.F32, [3, 4], wide);
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Kernels.Add(Cpu, front, b, shifted), "llmk_add:", "out partially overlaps a");
+        // The same view one element further runs past the end of a's buffer.
+        using var pastEnd = Tensor.FromPointer(Cpu, a.DataPointer + 4, LlmkDtype.F32, [3, 4], a);
+        TestSupport.ExpectStatus(LlmkStatus.OutOfRange, () => Kernels.Add(Cpu, a, b, pastEnd), "llmk_add:", "out spans 48 bytes from offset 4", "past its end");
 
         using var table = Cpu.Allocate(LlmkDtype.F32, 10, 4);
         using var ids = Cpu.FromHost<int>([1, 2, 3], LlmkDtype.I32, 3);

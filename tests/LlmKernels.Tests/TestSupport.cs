@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using LlmKernels.Interop;
 using LlmKernels.Verification;
 
@@ -81,4 +82,14 @@ public static class TestSupport
             return h;
         }
     }
+
+    /// <summary>Makes a FIFO at path (Linux); a reader that opens it blocks until a writer comes, which none does.</summary>
+    public static void MakeFifo(string path)
+    {
+        if (!OperatingSystem.IsLinux()) Assert.Ignore("FIFOs are made with Linux's mkfifo");
+        Assert.That(mkfifo(path, Convert.ToUInt32("600", 8)), Is.Zero, "mkfifo");
+    }
+
+    [DllImport("libc.so.6", SetLastError = true)]
+    private static extern int mkfifo([MarshalAs(UnmanagedType.LPUTF8Str)] string path, uint mode);
 }

@@ -48,15 +48,7 @@ public sealed class SafetensorsCheckpoint : IDisposable
     public static SafetensorsCheckpoint OpenIndex(string indexPath)
     {
         string directory = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
-        }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"{indexPath}: cannot read the index as JSON: {e.Message}", e);
-        }
+        var doc = ModelFile.ReadJson(indexPath);
         var weightMap = new List<(string Tensor, string Shard)>();
         using (doc)
         {

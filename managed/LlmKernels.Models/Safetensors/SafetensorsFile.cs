@@ -92,8 +92,6 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
-    private static readonly System.Text.UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
-
     private static (List<SafetensorsTensorInfo>, Dictionary<string, string>, long) ParseHeader(string path, byte* basePtr, long fileLength)
     {
         ulong headerLength = 0;
@@ -111,24 +109,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         if (header[0] != (byte)'{')
             throw new ModelFormatException($"{path}: header does not start with '{{' (first byte 0x{header[0]:X2}); expected a JSON object");
 
-        try
-        {
-            _ = StrictUtf8.GetCharCount(header);
-        }
-        catch (System.Text.DecoderFallbackException e)
-        {
-            throw new ModelFormatException($"{path}: header is not valid UTF-8 JSON: invalid UTF-8 at header byte {e.Index}", e);
-        }
-        JsonDocument doc;
-        try
-        {
-            // The header is small (<= 100 MB) and parsed once; the copy is for JsonDocument, never tensor data.
-            doc = JsonDocument.Parse(header.ToArray(), new JsonDocumentOptions { MaxDepth = 16 });
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException($"{path}: header is not valid UTF-8 JSON: {e.Message}", e);
-        }
+        ModelFile.RequireUtf8(header, path, "the header");
+        // The header is small (<= 100 MB) and parsed once; the copy is for JsonDocument, never tensor data.
+        var doc = ModelFile.ParseJson(header.ToArray(), $"{path}: header", new JsonDocumentOptions { MaxDepth = 16 });
 
         var tensors = new List<SafetensorsTensorInfo>();
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -151,15 +134,41 @@ public sealed unsafe class SafetensorsFile : IDisposable
             }
         }
 
-        // No two tensors may share bytes (empty tensors occupy none).
-        var sorted = tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin).ToList();
-        for (int i = 1; i < sorted.Count; i++)
-        {
-            if (sorted[i].Begin < sorted[i - 1].End)
-                throw new ModelFormatException(
-                    $"{path}: tensor '{sorted[i].Name}': data_offsets [{sorted[i].Begin}, {sorted[i].End}] overlap tensor '{sorted[i - 1].Name}' [{sorted[i - 1].Begin}, {sorted[i - 1].End}]");
-        }
+        CheckLayout(path, tensors, dataStart, dataLength);
         return (tensors, metadata, dataStart);
+    }
+
+    /// <summary>
+    /// The format's own rule (the reference implementation's validate): the tensors tile the data section
+    /// exactly, in offset order, with no gap, no overlap and no byte after the last one. A header length one
+    /// byte off, or a tensor dropped from the header, breaks the tiling instead of shifting every weight.
+    /// Empty tensors hold no bytes and are left out of the tiling (the reference writes them at the running
+    /// offset; anywhere inside the section is harmless). Each tensor must also start at a file offset aligned
+    /// to its element size: the mapping is page-aligned, so that makes the pointers the kernels get aligned.
+    /// </summary>
+    private static void CheckLayout(string path, List<SafetensorsTensorInfo> tensors, long dataStart, long dataLength)
+    {
+        long covered = 0;
+        SafetensorsTensorInfo? previous = null;
+        foreach (var t in tensors.Where(t => t.ByteLength > 0).OrderBy(t => t.Begin).ThenBy(t => t.End))
+        {
+            string where = $"{path}: tensor '{t.Name}': data_offsets [{t.Begin}, {t.End}]";
+            if (t.Begin < covered)
+                throw new ModelFormatException($"{where} overlap tensor '{previous!.Name}' [{previous.Begin}, {previous.End}]");
+            if (t.Begin > covered)
+                throw new ModelFormatException(
+                    $"{where} leave a gap: bytes [{covered}, {t.Begin}) of the data section belong to no tensor" +
+                    (previous is null ? "" : $" (after tensor '{previous.Name}')"));
+            if ((dataStart + t.Begin) % DtypeSize(t.DType) != 0)
+                throw new ModelFormatException(
+                    $"{where} start at file offset {dataStart + t.Begin}, not a multiple of {DtypeSize(t.DType)} as {DtypeName(t.DType)} needs");
+            covered = t.End;
+            previous = t;
+        }
+        if (covered != dataLength)
+            throw new ModelFormatException(
+                $"{path}: the data section is {dataLength} bytes but its tensors end at byte {covered}: {dataLength - covered} trailing bytes " +
+                "(a header length that is off, or a tensor missing from the header)");
     }
 
     private static void ParseMetadata(string path, JsonElement value, Dictionary<string, string> metadata)

@@ -17,7 +17,8 @@ public static class SafetensorsWriter
         return new Entry(name, SafetensorsDtype.F32, shape, bytes);
     }
 
-    /// <summary>Writes the tensors in order, packed without gaps, header padded to 8 bytes as the reference does.</summary>
+    /// <summary>Writes the tensors in order, packed without gaps, header padded to 8 bytes as the reference does;
+    /// each tensor must land aligned to its element size (the reader's rule).</summary>
     public static void Write(string path, IEnumerable<Entry> tensors, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
@@ -37,6 +38,8 @@ public static class SafetensorsWriter
                 long expected = t.Shape.Aggregate(1L, (a, b) => a * b) * SafetensorsFile.DtypeSize(t.DType);
                 if (expected != t.Data.Length)
                     throw new ArgumentException($"tensor '{t.Name}': shape [{string.Join(", ", t.Shape)}] needs {expected} bytes, got {t.Data.Length}");
+                if (offset % SafetensorsFile.DtypeSize(t.DType) != 0)
+                    throw new ArgumentException($"tensor '{t.Name}' would start at offset {offset}, not aligned to its {SafetensorsFile.DtypeSize(t.DType)}-byte elements; put larger elements first");
                 json.WriteStartObject(t.Name);
                 json.WriteString("dtype", SafetensorsFile.DtypeName(t.DType));
                 json.WriteStartArray("shape");

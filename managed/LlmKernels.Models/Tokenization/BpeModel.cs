@@ -9,7 +9,7 @@ namespace LlmKernels.Models.Tokenization;
 internal sealed class BpeModel
 {
     private readonly Dictionary<string, int> _vocab;
-    private readonly string?[] _idToToken;
+    private readonly Dictionary<int, string> _idToToken = new();
     private readonly Dictionary<(int Left, int Right), (int Rank, int NewId)> _merges = new();
     private readonly int? _unkId;
     private readonly bool _fuseUnk, _byteFallback, _ignoreMerges;
@@ -17,7 +17,8 @@ internal sealed class BpeModel
     private readonly int[]? _byteTokens; // id of <0xNN>, when every byte has one
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
-    public int VocabSize => _idToToken.Length;
+    /// <summary>Largest id + 1.</summary>
+    public int VocabSize { get; }
 
     public BpeModel(JsonNode model)
     {
@@ -25,16 +26,17 @@ internal sealed class BpeModel
         int maxId = -1;
         foreach (var (token, id) in model.Required("vocab").Properties())
         {
-            int value = id.Int(0);
+            int value = id.TokenId();
             if (!_vocab.TryAdd(token, value)) throw id.Error("appears twice in the vocabulary");
             maxId = Math.Max(maxId, value);
         }
-        _idToToken = new string?[maxId + 1];
+        // An empty vocabulary would encode every text to nothing (the prompt silently becoming BOS alone).
+        if (_vocab.Count == 0) throw model.Required("vocab").Error("is empty; a BPE model needs its tokens");
+        VocabSize = maxId + 1;
         foreach (var (token, id) in _vocab)
         {
-            if (_idToToken[id] is string other)
-                throw model.Error($"vocab gives id {id} to both '{other}' and '{token}'");
-            _idToToken[id] = token;
+            if (!_idToToken.TryAdd(id, token))
+                throw model.Error($"vocab gives id {id} to both '{_idToToken[id]}' and '{token}'");
         }
 
         _continuingSubwordPrefix = model.OptionalString("continuing_subword_prefix");
@@ -89,7 +91,7 @@ internal sealed class BpeModel
 
     public int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
 
-    public string? IdToToken(int id) => (uint)id < (uint)_idToToken.Length ? _idToToken[id] : null;
+    public string? IdToToken(int id) => _idToToken.GetValueOrDefault(id);
 
     /// <summary>Token ids of one pre-tokenized word, appended to <paramref name="output"/>.</summary>
     public void Tokenize(string word, List<int> output)

@@ -41,6 +41,18 @@ internal readonly struct JsonNode(JsonElement element, string source, string pat
         return v;
     }
 
+    /// <summary>Far above any real vocabulary (the largest have about 262k tokens), so that no id + 1 overflows
+    /// and nothing sized by an id can be made huge by one number in the file.</summary>
+    public const int MaxTokenId = (1 << 24) - 1;
+
+    /// <summary>A token id: an integer in [0, <see cref="MaxTokenId"/>].</summary>
+    public int TokenId()
+    {
+        int id = Int(0);
+        if (id > MaxTokenId) throw Error($"is {id}, more than the largest token id this tokenizer takes ({MaxTokenId})");
+        return id;
+    }
+
     public string? OptionalString(string field) => Optional(field)?.String();
 
     public bool OptionalBool(string field, bool fallback) => Optional(field)?.Bool() ?? fallback;

@@ -28,8 +28,11 @@ public sealed partial class Tokenizer
     /// <summary>Largest id + 1 over the model vocabulary and the added tokens.</summary>
     public int VocabSize { get; }
 
-    private Tokenizer(JsonNode root)
+    private readonly string _source;
+
+    private Tokenizer(JsonNode root, string source)
     {
+        _source = source;
         var model = root.Required("model");
         string modelType = model.OptionalString("type") ?? "BPE";
         if (modelType != "BPE")
@@ -45,7 +48,7 @@ public sealed partial class Tokenizer
             foreach (var t in list.Items())
             {
                 bool special = t.OptionalBool("special", false);
-                var token = new AddedToken(t.Required("id").Int(0), t.Required("content").String(), special,
+                var token = new AddedToken(t.Required("id").TokenId(), t.Required("content").String(), special,
                     t.OptionalBool("normalized", !special), t.OptionalBool("lstrip", false), t.OptionalBool("rstrip", false),
                     t.OptionalBool("single_word", false));
                 if (token.Content.Length == 0) throw t.Error("has empty content");
@@ -63,22 +66,30 @@ public sealed partial class Tokenizer
         LoadPostProcessor(root.Optional("post_processor"));
     }
 
-    public static Tokenizer FromFile(string path) => FromJson(ModelFormatException.ReadFile(path), path);
+    public static Tokenizer FromFile(string path) => FromJson(ModelFile.ReadSmallFile(path), path);
 
     public static Tokenizer FromJson(string json, string source = "tokenizer.json") =>
         FromJson(System.Text.Encoding.UTF8.GetBytes(json), source);
 
     public static Tokenizer FromJson(byte[] utf8, string source = "tokenizer.json")
     {
-        try
-        {
-            using var doc = JsonDocument.Parse(utf8);
-            return new Tokenizer(new JsonNode(doc.RootElement, source, ""));
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException($"{source}: not valid JSON: {e.Message}", e);
-        }
+        using var doc = ModelFile.ParseJson(utf8, source);
+        return new Tokenizer(new JsonNode(doc.RootElement, source, ""), source);
+    }
+
+    /// <summary>
+    /// Throws a <see cref="ModelFormatException"/> unless every id this tokenizer can produce (its vocabulary, its
+    /// added tokens, the post-processor's special tokens) is below <paramref name="modelVocabSize"/>, the
+    /// vocab_size of the model it feeds: a larger id means the tokenizer belongs to another model.
+    /// </summary>
+    public void RequireIdsBelow(int modelVocabSize)
+    {
+        var (id, what) = AddedTokens.Select(a => (a.Id, $"added token '{a.Content}'"))
+            .Concat(_template.OfType<int[]>().SelectMany(ids => ids).Select(i => (i, "a special token of the post-processor")))
+            .Append((_model.VocabSize - 1, "the largest id of the vocabulary"))
+            .MaxBy(t => t.Item1);
+        if (id >= modelVocabSize)
+            throw new ModelFormatException($"{_source}: {what} has id {id}, not below the model's vocab_size ({modelVocabSize}); is this the model's tokenizer?");
     }
 
     public int? TokenToId(string token) => _addedByContent.TryGetValue(token, out int id) ? id : _model.TokenToId(token);
@@ -147,7 +158,7 @@ public sealed partial class Tokenizer
                 var specials = new Dictionary<string, int[]>();
                 if (n.Optional("special_tokens") is JsonNode st)
                     foreach (var (name, value) in st.Properties())
-                        specials[name] = value.Required("ids").Items().Select(i => i.Int(0)).ToArray();
+                        specials[name] = value.Required("ids").Items().Select(i => i.TokenId()).ToArray();
                 foreach (var item in n.Required("single").Items())
                 {
                     if (item.Optional("SpecialToken") is JsonNode s)

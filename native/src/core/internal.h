@@ -49,6 +49,18 @@ typedef struct llmk_cpu_kernel_table llmk_cpu_kernel_table;
 typedef struct llmk_thread_pool llmk_thread_pool;
 void llmk_thread_pool_destroy(llmk_thread_pool* pool);
 
+/* One buffer of llmk_malloc: [begin, begin + bytes). */
+typedef struct llmk_allocation {
+    uintptr_t begin;
+    uint64_t bytes;
+} llmk_allocation;
+
+/* llmk_free keeps up to this many buffers (and LLMK_QUARANTINE_BYTES in all) from the backend for a while, so
+ * a later call that still points into one is refused as use after free: while the memory is held, nothing
+ * else can be allocated there, so the check has no false alarms (docs/DESIGN.md, "Misuse of the C API"). */
+enum { LLMK_QUARANTINE_BUFFERS = 32 };
+#define LLMK_QUARANTINE_BYTES ((uint64_t)64 << 20)
+
 struct llmk_context {
     int32_t device_type;
     int32_t device_index;
@@ -61,9 +73,12 @@ struct llmk_context {
     int32_t cpu_busy;               /* a fast kernel is running (atomic): scratch and pool serve one call */
     const llmk_memory_ops* ops;
     void* backend;                  /* backend state (CUDA: stream, cuBLAS handle, workspace) */
-    void** allocations;             /* live allocations, so a foreign or double free is refused */
+    llmk_allocation* allocations;   /* live llmk_malloc buffers with their sizes (core/context.c) */
     size_t allocation_count;
     size_t allocation_capacity;
+    llmk_allocation freed[LLMK_QUARANTINE_BUFFERS]; /* recently freed buffers, not yet released (a ring) */
+    size_t freed_next;
+    uint64_t freed_bytes;
 };
 
 /* ---- tensor validation ----------------------------------------------------------------------------- */
@@ -96,8 +111,26 @@ llmk_status llmk_check_same_shape(const char* fn, const char* name_a, const llmk
 llmk_status llmk_check_same_dtype(const char* fn, const char* name_a, const llmk_tensor* a, const char* name_b,
                                   const llmk_tensor* b);
 
-/* Checks the context pointer and returns it usable; every entry point calls it first. */
+/* Checks that ctx is a live context (created and not yet destroyed: core/context.c keeps the set); every
+ * entry point calls it first. */
 llmk_status llmk_check_context(const llmk_context* ctx, const char* fn);
+
+/* Checks bytes at pointer against ctx's buffers: inside one live llmk_malloc buffer, or in memory the context
+ * does not own (a mapped file, the caller's array: its extent is the caller's business). A range that starts
+ * in a buffer and runs past its end, or points into a buffer freed by llmk_free, is refused. */
+llmk_status llmk_check_memory(const llmk_context* ctx, const char* fn, const char* name, const void* pointer,
+                              uint64_t bytes);
+
+/* ---- dtypes: the one place sizes and alignments are known (core/tensor.c) -------------------------- */
+
+/* Bytes a data pointer of dtype must be aligned to (the element size for the element dtypes, 2 for the
+ * quantized blocks); 0 for an unknown dtype. */
+size_t llmk_dtype_alignment(int32_t dtype);
+
+/* *out_bytes = bytes of elements elements of dtype (whole blocks, rounded up, for a quantized dtype); false
+ * when the dtype is unknown or the size overflows 64 bits. Every byte size computed from an element count
+ * goes through here (llmk_bytes_of is its form for sizes already validated). */
+bool llmk_dtype_bytes(int32_t dtype, uint64_t elements, uint64_t* out_bytes);
 
 /* Writes "[2, 3, 4]" into buffer. */
 void llmk_format_shape(const llmk_tensor* t, char* buffer, size_t capacity);
@@ -107,7 +140,7 @@ const char* llmk_dtype_name(int32_t dtype);
 /* Elements per block: 1 for the plain dtypes, 32 or 256 for the quantized ones, 0 for an unknown dtype. */
 int64_t llmk_block_elements(int32_t dtype);
 
-/* Bytes that hold `elements` elements of dtype (whole blocks, rounded up): the one place sizes are computed. */
+/* llmk_dtype_bytes for a size already validated (0 where that would fail). */
 uint64_t llmk_bytes_of(int32_t dtype, uint64_t elements);
 
 int64_t llmk_numel(const llmk_tensor* t);

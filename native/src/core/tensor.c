@@ -44,10 +44,25 @@ int64_t llmk_block_elements(int32_t dtype) {
     return elements;
 }
 
-uint64_t llmk_bytes_of(int32_t dtype, uint64_t elements) {
+/* The blocks' alignment for the quantized dtypes: their f16 scales. */
+size_t llmk_dtype_alignment(int32_t dtype) { return llmk_block_elements(dtype) > 1 ? 2 : llmk_dtype_size(dtype); }
+
+bool llmk_dtype_bytes(int32_t dtype, uint64_t elements, uint64_t* out_bytes) {
     int64_t block, bytes;
     dtype_block(dtype, &block, &bytes);
-    return block ? (elements + (uint64_t)block - 1) / (uint64_t)block * (uint64_t)bytes : 0;
+    if (!block)
+        return false;
+    const uint64_t blocks = elements / (uint64_t)block + (elements % (uint64_t)block != 0);
+    if (blocks > (uint64_t)INT64_MAX / (uint64_t)bytes)
+        return false;
+    *out_bytes = blocks * (uint64_t)bytes;
+    return true;
+}
+
+uint64_t llmk_bytes_of(int32_t dtype, uint64_t elements) {
+    uint64_t bytes = 0;
+    llmk_dtype_bytes(dtype, elements, &bytes);
+    return bytes;
 }
 
 const char* llmk_dtype_name(int32_t dtype) {
@@ -107,12 +122,6 @@ static int dtype_mask_names(uint32_t mask, char* buffer, size_t capacity) {
     return (int)used;
 }
 
-llmk_status llmk_check_context(const llmk_context* ctx, const char* fn) {
-    if (!ctx)
-        return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: context is NULL", fn);
-    return LLMK_STATUS_OK;
-}
-
 llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const char* name, const llmk_tensor* t,
                               int32_t rank, uint32_t dtype_mask, int32_t flags) {
     if (!t)
@@ -134,6 +143,7 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
     char shape[96];
     int64_t count = 1;      /* elements */
     uint64_t extent = 0;    /* last element offset + 1, in elements */
+    uint64_t bytes = 0;     /* from the first element to the end of the last */
     bool empty = false;
     for (int32_t d = 0; d < t->rank; d++) {
         if (t->shape[d] < 0) {
@@ -159,8 +169,8 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
             extent += span * stride;
         }
         extent += 1;
-        const uint64_t block_bytes = llmk_bytes_of(t->dtype, 1);
-        if (extent > max / block_bytes || (uint64_t)count > max / block_bytes)
+        uint64_t count_bytes;
+        if (!llmk_dtype_bytes(t->dtype, extent, &bytes) || !llmk_dtype_bytes(t->dtype, (uint64_t)count, &count_bytes))
             goto overflow;
         if (!t->data)
             return llmk_fail(LLMK_STATUS_NULL_POINTER, "%s: %s has a NULL data pointer", fn, name);
@@ -188,6 +198,14 @@ llmk_status llmk_check_tensor(const llmk_context* ctx, const char* fn, const cha
         return llmk_fail(LLMK_STATUS_WRONG_DEVICE, "%s: %s lives on %s:%d but the context is %s:%d", fn, name,
                          device_name(t->device_type), (int)t->device_index, device_name(ctx->device_type),
                          (int)ctx->device_index);
+    /* The kernels load whole elements through typed pointers: a misaligned one is undefined behaviour in C
+     * and a fault on the GPU. */
+    const size_t alignment = llmk_dtype_alignment(t->dtype);
+    if (t->data && alignment > 1 && (uintptr_t)t->data % alignment != 0)
+        return llmk_fail(LLMK_STATUS_INVALID_ARGUMENT, "%s: %s data pointer %p is not aligned to %d bytes, as %s needs",
+                         fn, name, t->data, (int)alignment, llmk_dtype_name(t->dtype));
+    if (ctx && !empty)
+        LLMK_TRY(llmk_check_memory(ctx, fn, name, t->data, bytes));
     return LLMK_STATUS_OK;
 overflow:
     llmk_format_shape(t, shape, sizeof shape);

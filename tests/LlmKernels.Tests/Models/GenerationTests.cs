@@ -50,8 +50,22 @@ public class GenerationTests
     {
         using var ctx = Context.CreateCpu();
         using var model = TinyModels.Load(ctx, "tiny-llama");
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new Generator(model).Generate([1, model.Config.VocabSize], 3).ToList())!;
-        Assert.That(e.Message, Does.Contain("outside the vocabulary"));
+        // Refused when Generate is called, before any token is asked for.
+        var e = Assert.Throws<ArgumentException>(() => new Generator(model).Generate([1, model.Config.VocabSize], 3))!;
+        Assert.That(e.Message, Does.Contain($"token id {model.Config.VocabSize}, outside the model's vocabulary"));
+    }
+
+    [Test]
+    public void PromptLongerThanTheModelsPositionsIsRefused()
+    {
+        using var ctx = Context.CreateCpu();
+        using var model = TinyModels.Load(ctx, "tiny-llama");
+        int max = model.Config.MaxPositionEmbeddings;
+        var e = Assert.Throws<ArgumentException>(() => new Generator(model).Generate(new int[max + 1], 3))!;
+        Assert.That(e.Message, Does.Contain($"the prompt is {max + 1} tokens, more than the model's max_position_embeddings ({max})"));
+        // A prompt that fills the context exactly still gives the one token its logits predict.
+        var last = new Generator(model) { StopTokens = [] }.Generate(new int[max], 3).ToList();
+        Assert.That(last.Select(t => t.Stop), Is.EqualTo(new[] { StopReason.CacheFull }));
     }
 
     [Test]

@@ -16,10 +16,12 @@ public class SafetensorsTests
     [TearDown]
     public void DeleteDirectory() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>A file with <paramref name="header"/> as its JSON and <paramref name="dataBytes"/> bytes of data.</summary>
+    /// <summary>A file with <paramref name="header"/> as its JSON and <paramref name="dataBytes"/> bytes of data; the
+    /// header padded with spaces to 8 bytes as writers do (so the data section starts aligned), unless its length is
+    /// declared.</summary>
     private string WriteRaw(string header, int dataBytes = 64, ulong? declaredLength = null, byte[]? headerBytes = null)
     {
-        var json = headerBytes ?? Encoding.UTF8.GetBytes(header);
+        var json = headerBytes ?? Encoding.UTF8.GetBytes(declaredLength is null ? header.PadRight((header.Length + 7) / 8 * 8) : header);
         var bytes = new byte[8 + json.Length + dataBytes];
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, declaredLength ?? (ulong)json.Length);
         json.CopyTo(bytes, 8);
@@ -88,8 +90,15 @@ public class SafetensorsTests
         yield return Case("DuplicateName", """{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", 8, "'w' appears twice");
         yield return Case("EntryNotObject", """{"w":[1,2]}""", 8, "tensor 'w'", "expected an object");
         yield return Case("MetadataNotStrings", """{"__metadata__":{"format":1}}""", 0, "__metadata__", "'format'", "expected a string");
-        yield return Case("TruncatedJson", """{"w":{"dtype":"F32",""", 8, "not valid UTF-8 JSON");
+        yield return Case("TruncatedJson", """{"w":{"dtype":"F32",""", 8, "header: not valid JSON");
         yield return Case("NotAnObject", """["w"]""", 8, "does not start with '{'");
+        // The tensors must tile the data section: no gap, no trailing byte; each aligned to its element size.
+        yield return Case("Gap", """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}""", 12, "tensor 'b'", "leave a gap: bytes [4, 8)", "after tensor 'a'");
+        yield return Case("GapAtStart", """{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}""", 8, "tensor 'w'", "bytes [0, 4) of the data section belong to no tensor");
+        yield return Case("TrailingBytes", """{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 9, "the data section is 9 bytes but its tensors end at byte 8: 1 trailing bytes");
+        yield return Case("DataWithoutTensors", """{}""", 8, "the data section is 8 bytes but its tensors end at byte 0");
+        yield return Case("MisalignedF32", """{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[1],"data_offsets":[1,5]}}""", 5, "tensor 'b'", "not a multiple of 4 as F32 needs");
+        yield return Case("MisalignedBF16", """{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"BF16","shape":[1],"data_offsets":[1,3]}}""", 3, "tensor 'b'", "not a multiple of 2 as BF16 needs");
     }
 
     [TestCaseSource(nameof(MalformedHeaders))]
@@ -107,7 +116,23 @@ public class SafetensorsTests
     {
         string path = WriteRaw("", headerBytes: [(byte)'{', (byte)'"', 0xC3, 0x28, (byte)'"', (byte)':', (byte)'1', (byte)'}']);
         var e = Assert.Throws<ModelFormatException>(() => SafetensorsFile.Open(path).Dispose())!;
-        Assert.That(e.Message, Does.Contain(path).And.Contain("not valid UTF-8 JSON"));
+        Assert.That(e.Message, Does.Contain(path).And.Contain("the header is not valid UTF-8 (invalid byte at offset 2)"));
+    }
+
+    [TestCase(SafetensorsDtype.F32, "not a multiple of 4 as F32 needs")]
+    [TestCase(SafetensorsDtype.U8, "1 trailing bytes")]
+    public void HeaderLengthOneByteShortIsRejected(SafetensorsDtype dtype, string mention)
+    {
+        // Before the tiling rule, the header lost a padding space, every weight shifted by one byte and the file
+        // loaded.
+        string path = Path.Combine(_dir, "model.safetensors");
+        SafetensorsWriter.Write(path, [new SafetensorsWriter.Entry("w", dtype, [4], new byte[4 * SafetensorsFile.DtypeSize(dtype)])]);
+        var bytes = File.ReadAllBytes(path);
+        Assert.That(bytes[8 + (int)BinaryPrimitives.ReadUInt64LittleEndian(bytes) - 1], Is.EqualTo((byte)' '), "the header ends in padding");
+        BinaryPrimitives.WriteUInt64LittleEndian(bytes, BinaryPrimitives.ReadUInt64LittleEndian(bytes) - 1);
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<ModelFormatException>(() => SafetensorsFile.Open(path).Dispose())!;
+        Assert.That(e.Message, Does.StartWith(path).And.Contain(mention));
     }
 
     [TestCase(0)]

@@ -124,6 +124,21 @@ public class TokenizerTests
         Assert.That(t.VocabSize, Is.EqualTo(TinyModels.Config("tiny-llama").VocabSize));
     }
 
+    [Test]
+    public void IdsBeyondTheModelsVocabularyAreRejected()
+    {
+        var t = TinyModels.CreateTokenizer();
+        int vocab = TinyModels.Config("tiny-llama").VocabSize;
+        Assert.DoesNotThrow(() => t.RequireIdsBelow(vocab));
+        var e = Assert.Throws<ModelFormatException>(() => t.RequireIdsBelow(vocab - 1))!;
+        Assert.That(e.Message, Does.Contain($"has id {vocab - 1}, not below the model's vocab_size ({vocab - 1})"));
+
+        var added = Tokenizer.FromJson(Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""")
+            .Replace("\"added_tokens\":[]", "\"added_tokens\":[{\"id\":7,\"content\":\"<x>\"}]"), "x/tokenizer.json");
+        e = Assert.Throws<ModelFormatException>(() => added.RequireIdsBelow(5))!;
+        Assert.That(e.Message, Does.StartWith("x/tokenizer.json: added token '<x>' has id 7, not below the model's vocab_size (5)"));
+    }
+
     private static string Minimal(string model, string extra = "") =>
         $$"""{"added_tokens":[],{{extra}}"model":{{model}}}""";
 
@@ -137,9 +152,10 @@ public class TokenizerTests
         yield return Case("DuplicateId", Minimal("""{"type":"BPE","vocab":{"a":0,"b":0},"merges":[]}"""), "id 0", "'a'", "'b'");
         yield return Case("UnkNotInVocab", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[],"unk_token":"<unk>"}"""), "unk_token '<unk>'");
         yield return Case("MissingVocab", Minimal("""{"type":"BPE","merges":[]}"""), "model.vocab is missing");
-        yield return Case("UnknownPreTokenizer", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"), "pre_tokenizer", "'BertPreTokenizer'");
-        yield return Case("BadRegex", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"},"), "pre_tokenizer.pattern.Regex", "regular expression");
-        yield return Case("BadBehavior", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Sideways\"},"), "behavior", "'Sideways'");
+        yield return Case("EmptyVocabulary", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", ""), "model.vocab is empty");
+        yield return Case("UnknownPreTokenizer", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"), "pre_tokenizer", "'BertPreTokenizer'");
+        yield return Case("BadRegex", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"},"), "pre_tokenizer.pattern.Regex", "regular expression");
+        yield return Case("BadBehavior", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Sideways\"},"), "behavior", "'Sideways'");
         yield return Case("NotJson", "{model:", "not valid JSON");
     }
 
