@@ -279,7 +279,7 @@ internal static partial class Builtins
                 string s = str.Value;
                 return name switch
                 {
-                    "upper" => Fn(_ => new StringValue(s.ToUpperInvariant())),
+                    "upper" => Fn(_ => new StringValue(Upper(s))),
                     "lower" => Fn(_ => new StringValue(s.ToLowerInvariant())),
                     "strip" => Fn(_ => new StringValue(Lexer.Trim(s))),
                     "lstrip" => Fn(_ => new StringValue(Lexer.TrimStart(s))),
@@ -336,6 +336,21 @@ internal static partial class Builtins
             default:
                 return null;
         }
+    }
+
+    /// <summary>JavaScript's toUpperCase: invariant upper case plus the one-to-many mappings (ß to SS, ligatures).</summary>
+    internal static string Upper(string s)
+    {
+        string upper = s.ToUpperInvariant();
+        if (!upper.AsSpan().ContainsAny("ßŉﬀﬁﬂﬃﬄﬅﬆ")) return upper;
+        var sb = new StringBuilder();
+        foreach (char c in upper)
+            sb.Append(c switch
+            {
+                'ß' => "SS", 'ŉ' => "ʼN", 'ﬀ' => "FF", 'ﬁ' => "FI", 'ﬂ' => "FL", 'ﬃ' => "FFI", 'ﬄ' => "FFL", 'ﬅ' or 'ﬆ' => "ST",
+                _ => c.ToString(),
+            });
+        return sb.ToString();
     }
 
     private static string Title(string s)

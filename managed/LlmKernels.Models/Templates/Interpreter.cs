@@ -448,7 +448,7 @@ internal sealed class Interpreter
         "mapping" => v is ObjectValue,
         "sequence" => v is ArrayValue or ObjectValue or StringValue,
         "lower" => v is StringValue s && s.Value == s.Value.ToLowerInvariant(),
-        "upper" => v is StringValue s && s.Value == s.Value.ToUpperInvariant(),
+        "upper" => v is StringValue s && s.Value == Builtins.Upper(s.Value),
         "defined" => v is not UndefinedValue,
         "undefined" => v is UndefinedValue,
         "equalto" or "eq" => Builtins.StrictEquals(v, other ?? UndefinedValue.Instance),

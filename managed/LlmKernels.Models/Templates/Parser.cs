@@ -211,7 +211,23 @@ internal sealed class Parser(List<Token> source)
         return tuple ? new ArrayNode(items, IsTuple: true) : items[0];
     }
 
+    private const int MaxNesting = 200;
+    private int _nesting;
+
     private Node ParseExpression()
+    {
+        if (++_nesting > MaxNesting) throw Error($"expressions nest deeper than {MaxNesting}");
+        try
+        {
+            return ParseConditional();
+        }
+        finally
+        {
+            _nesting--;
+        }
+    }
+
+    private Node ParseConditional()
     {
         var a = ParseOr();
         if (!IsIdentifier("if")) return a;

@@ -158,6 +158,7 @@ internal static class Json
                 case FloatValue f: sb.Append(double.IsFinite(f.Value) ? Number(f.Value) : "null"); break;
                 case BoolValue b: sb.Append(b.Value ? "true" : "false"); break;
                 case StringValue s: String(sb, s.Value, ensureAscii); break;
+                case ArrayValue { IsTuple: true }: throw new TemplateException("Cannot convert to JSON: TupleValue");
                 case ArrayValue a:
                 {
                     string pad = indent is > 0 ? "\n" + new string(' ', indent.Value * depth) : "";

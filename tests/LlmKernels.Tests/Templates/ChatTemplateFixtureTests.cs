@@ -29,6 +29,28 @@ public class ChatTemplateFixtureTests
                 yield return new TestCaseData(template.Name, c.Name).SetName($"{template.Name}__{c.Name.Replace('/', '_')}");
     }
 
+    public static IEnumerable<TestCaseData> Snippets() =>
+        Load("snippets.expected.json").EnumerateObject().Select(p => new TestCaseData(p.Name).SetName($"snippet_{p.Name}"));
+
+    /// <summary>One feature per template (snippets.json), against the same reference.</summary>
+    [TestCaseSource(nameof(Snippets))]
+    public void SnippetMatchesHuggingFaceJinja(string name)
+    {
+        var spec = Load("snippets.json");
+        var result = Load("snippets.expected.json").GetProperty(name);
+        var variables = spec.GetProperty("variables").EnumerateObject().ToDictionary(v => v.Name, v => (object?)v.Value);
+        string source = spec.GetProperty("snippets").GetProperty(name).GetString()!;
+        if (result.TryGetProperty("output", out var output))
+        {
+            Assert.That(new JinjaTemplate(source).Render(variables), Is.EqualTo(output.GetString()));
+            return;
+        }
+        var e = Assert.Throws<TemplateException>(() => new JinjaTemplate(source).Render(variables))!;
+        Assert.That(e.Message, Is.Not.Empty);
+        if (e.Raised) Assert.That(e.Message, Is.EqualTo(result.GetProperty("error").GetString()));
+        TestContext.Out.WriteLine($"reference: {result.GetProperty("error").GetString()}\nours:      {e.Message}");
+    }
+
     [Test]
     public void EveryTemplateHasExpectedOutputs()
     {
