@@ -27,7 +27,7 @@ public sealed class TokenizerConfig
         string? Token(string field) => root.Optional(field) is not JsonNode n ? null
             : n.Element.ValueKind == JsonValueKind.String ? n.String()
             : n.Element.ValueKind == JsonValueKind.Object ? n.Required("content").String()
-            : throw n.Error("is neither a string nor an object with \"content\"");
+            : throw n.Error($"is {n.Element.GetRawText()}; expected a string or an object with \"content\"");
 
         string? template = null;
         var named = new Dictionary<string, string>(StringComparer.Ordinal);

@@ -143,6 +143,12 @@ internal static partial class Builtins
             }
         }
 
+        // Python's Jinja (what transformers runs) renders undefined as "" in string filters; the JavaScript renderer
+        // throws. Being lenient here changes nothing a template renders in both, and lets `x.description | trim`
+        // work for a parameter without a description.
+        if (operand is UndefinedValue && name is "trim" or "upper" or "lower" or "title" or "capitalize" or "indent" or "string")
+            operand = new StringValue("");
+
         switch (operand)
         {
             case ArrayValue a:
