@@ -16,6 +16,7 @@ internal static class Program
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(InspectCommand.Create(io));
         root.Subcommands.Add(InfoCommand.Create(io));
+        root.Subcommands.Add(ChatCommand.Create(io));
         // Help and parse errors go to the same writers as everything else.
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = io.OutWriter, Error = io.Err.Profile.Out.Writer });
     }

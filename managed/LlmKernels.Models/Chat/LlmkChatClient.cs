@@ -22,6 +22,9 @@ public sealed class LlmkChatClientOptions
     /// <summary>Ids that end an answer besides config.json's and generation_config.json's eos and the template's eos_token.</summary>
     public IReadOnlyCollection<int> StopTokens { get; init; } = [];
 
+    /// <summary>Keep generating past the end-of-turn tokens, up to MaxOutputTokens (benchmarks, tests).</summary>
+    public bool IgnoreEos { get; init; }
+
     /// <summary>More variables for the chat template (date_string, ...).</summary>
     public IReadOnlyDictionary<string, object?>? TemplateVariables { get; init; }
 }
@@ -56,6 +59,7 @@ public sealed class LlmkChatClient : IChatClient
         stops.UnionWith(_options.Generation?.EosTokenIds ?? []);
         stops.UnionWith(_options.StopTokens);
         if (template.EosToken is { Length: > 0 } eos && tokenizer.TokenToId(eos) is int eosId) stops.Add(eosId);
+        if (_options.IgnoreEos) stops.Clear();
         _session = new GenerationSession(new Generator(model, tokenizer) { StopTokens = stops }, _options.ContextLength);
         Metadata = new ChatClientMetadata("llmk", null, _options.ModelId ?? model.Config.ModelType);
     }
@@ -80,6 +84,7 @@ public sealed class LlmkChatClient : IChatClient
                 ContextLength = options.ContextLength,
                 Generation = options.Generation ?? generation,
                 StopTokens = options.StopTokens,
+                IgnoreEos = options.IgnoreEos,
                 TemplateVariables = options.TemplateVariables,
             };
             return new LlmkChatClient(model, tokenizer, template, options, new Owned(model, context is null ? ctx : null));
