@@ -238,82 +238,49 @@ internal sealed class Parser(List<Token> source)
         return new TernaryNode(test, a, ParseExpression());
     }
 
-    private Node ParseOr()
+    /// <summary>operand (op operand)*, left-associative; <paramref name="op"/> consumes and names the operator, or gives null.</summary>
+    private static Node LeftAssociative(Func<Node> operand, Func<string?> op)
     {
-        var left = ParseAnd();
-        while (IsIdentifier("or"))
-        {
-            _pos++;
-            left = new BinaryNode("or", left, ParseAnd());
-        }
+        var left = operand();
+        while (op() is { } name) left = new BinaryNode(name, left, operand());
         return left;
     }
 
-    private Node ParseAnd()
+    private string? Keyword(string name)
     {
-        var left = ParseNot();
-        while (IsIdentifier("and"))
-        {
-            _pos++;
-            left = new BinaryNode("and", left, ParseNot());
-        }
-        return left;
+        if (!IsIdentifier(name)) return null;
+        _pos++;
+        return name;
     }
+
+    private string? Symbol(TokenType type) => Is(type) ? tokens[_pos++].Value : null;
+
+    private Node ParseOr() => LeftAssociative(ParseAnd, () => Keyword("or"));
+
+    private Node ParseAnd() => LeftAssociative(ParseNot, () => Keyword("and"));
 
     private Node ParseNot()
     {
-        if (!IsIdentifier("not")) return ParseComparison();
-        _pos++;
+        if (Keyword("not") is null) return ParseComparison();
         return new UnaryNode("not", ParseNot());
     }
 
-    private Node ParseComparison()
+    /// <summary>Comparisons and membership share one level, left to right: a in b == c is (a in b) == c.</summary>
+    private Node ParseComparison() => LeftAssociative(ParseAdditive, () =>
     {
-        var left = ParseAdditive();
-        while (true)
+        if (IsIdentifier("not", "in"))
         {
-            string op;
-            if (IsIdentifier("not", "in")) { op = "not in"; _pos += 2; }
-            else if (IsIdentifier("in")) { op = "in"; _pos++; }
-            else if (Is(TokenType.ComparisonBinaryOperator)) op = tokens[_pos++].Value;
-            else break;
-            left = new BinaryNode(op, left, ParseAdditive());
+            _pos += 2;
+            return "not in";
         }
-        return left;
-    }
+        return Keyword("in") ?? Symbol(TokenType.ComparisonBinaryOperator);
+    });
 
-    private Node ParseAdditive()
-    {
-        var left = ParseMultiplicative();
-        while (Is(TokenType.AdditiveBinaryOperator))
-        {
-            string op = tokens[_pos++].Value;
-            left = new BinaryNode(op, left, ParseMultiplicative());
-        }
-        return left;
-    }
+    private Node ParseAdditive() => LeftAssociative(ParseMultiplicative, () => Symbol(TokenType.AdditiveBinaryOperator));
 
-    private Node ParseMultiplicative()
-    {
-        var left = ParsePower();
-        while (Is(TokenType.MultiplicativeBinaryOperator))
-        {
-            string op = tokens[_pos++].Value;
-            left = new BinaryNode(op, left, ParsePower());
-        }
-        return left;
-    }
+    private Node ParseMultiplicative() => LeftAssociative(ParsePower, () => Symbol(TokenType.MultiplicativeBinaryOperator));
 
-    private Node ParsePower()
-    {
-        var left = ParseTest();
-        while (Is(TokenType.ExponentiationBinaryOperator))
-        {
-            _pos++;
-            left = new BinaryNode("**", left, ParseTest());
-        }
-        return left;
-    }
+    private Node ParsePower() => LeftAssociative(ParseTest, () => Symbol(TokenType.ExponentiationBinaryOperator));
 
     private Node ParseTest()
     {
