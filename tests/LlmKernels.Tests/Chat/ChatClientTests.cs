@@ -155,22 +155,28 @@ public class ChatClientTests
         Assert.That(client.GetService<string>(), Is.Null);
     }
 
+    /// <summary>The tiny preset saved as a Hugging Face folder with tokenizer_config.json and generation_config.json.</summary>
+    private static string SaveTinyFolder()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "llmk-chat-" + Guid.NewGuid().ToString("N"));
+        var config = TinyModels.Config("tiny-llama");
+        TinyModels.Save(dir, config, TinyModels.CreateWeights(config, 5), TinyModels.TokenizerJson());
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["chat_template"] = TinyModels.ChatTemplateSource,
+            ["bos_token"] = TinyModels.BosToken,
+            ["eos_token"] = new Dictionary<string, object> { ["content"] = TinyModels.EosToken, ["special"] = true },
+        }));
+        File.WriteAllText(Path.Combine(dir, "generation_config.json"), """{"eos_token_id": [282, 283], "max_new_tokens": 3}""");
+        return dir;
+    }
+
     [Test]
     public async Task RegisteredClientLoadsAModelFolder()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "llmk-chat-" + Guid.NewGuid().ToString("N"));
+        string dir = SaveTinyFolder();
         try
         {
-            var config = TinyModels.Config("tiny-llama");
-            TinyModels.Save(dir, config, TinyModels.CreateWeights(config, 5), TinyModels.TokenizerJson());
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
-            {
-                ["chat_template"] = TinyModels.ChatTemplateSource,
-                ["bos_token"] = TinyModels.BosToken,
-                ["eos_token"] = new Dictionary<string, object> { ["content"] = TinyModels.EosToken, ["special"] = true },
-            }));
-            File.WriteAllText(Path.Combine(dir, "generation_config.json"), """{"eos_token_id": [282, 283], "max_new_tokens": 3}""");
-
             var services = new ServiceCollection().AddLlmkChatClient(dir);
             IChatClient client;
             using (var provider = services.BuildServiceProvider())
@@ -184,6 +190,28 @@ public class ChatClientTests
             }
             Assert.That(() => ((LlmkChatClient)client).Model.Forward([1], ((LlmkChatClient)client).Model.CreateCache(2)),
                         Throws.InstanceOf<ObjectDisposedException>(), "the provider disposed the client and its model");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task TheReadmeChatExampleRuns()
+    {
+        string dir = SaveTinyFolder();
+        try
+        {
+            var output = new StringWriter();
+            // README.md, section Chat, with the folder and a writer in place of the console.
+            using IChatClient client = LlmkChatClient.Load(dir);
+            var options = new ChatOptions { Temperature = 0.7f, MaxOutputTokens = 200, Seed = 1 };
+            ChatResponse answer = await client.GetResponseAsync("Why is the sky blue?", options);
+            output.WriteLine($"{answer.Text} ({answer.Usage?.OutputTokenCount} tokens, {answer.FinishReason})");
+            await foreach (var update in client.GetStreamingResponseAsync("And at sunset?", options)) output.Write(update.Text);
+            Assert.That(output.ToString(), Does.Contain(" tokens, "));
+            Assert.That(answer.Usage!.OutputTokenCount, Is.InRange(1, 200));
         }
         finally
         {
