@@ -171,7 +171,7 @@ public sealed class LlmkChatClient : IChatClient
             int maxTokens = Math.Min(options?.MaxOutputTokens ?? _options.Generation?.MaxNewTokens ?? room, room);
             if (maxTokens < 1) throw new ArgumentOutOfRangeException(nameof(options), maxTokens, "MaxOutputTokens must be at least 1");
 
-            var answer = new StringBuilder();   // with tools the answer is held until its tool calls can be parsed
+            var tools = toolNames.Count > 0 ? new ToolCallStream(toolNames) : null;   // holds back what may be a tool call
             int generated = 0;
             var stop = StopReason.None;
             await foreach (var token in _session.GenerateAsync(ids, maxTokens, sampler, cancellationToken).ConfigureAwait(false))
@@ -180,21 +180,22 @@ public sealed class LlmkChatClient : IChatClient
                 stop = token.Stop;
                 string text = stop == StopReason.EndOfSequence ? "" : token.Text;   // the end-of-turn token's own text is not part of the answer
                 string ready = stops.Push(text);
-                if (toolNames.Count > 0) answer.Append(ready);
-                else if (ready.Length > 0) yield return Update([new TextContent(ready)]);
+                if (tools is not null) ready = tools.Push(ready);
+                if (ready.Length > 0) yield return Update([new TextContent(ready)]);
                 if (stops.Stopped) break;
             }
             string rest = stops.Flush();
             var finish = stops.Stopped || stop == StopReason.EndOfSequence ? ChatFinishReason.Stop : ChatFinishReason.Length;
             var final = new List<AIContent>();
-            if (toolNames.Count > 0)
+            if (tools is not null)
             {
-                var (text, calls) = ToolCallParser.Parse(answer.Append(rest).ToString(), toolNames);
-                if (text.Length > 0) final.Add(new TextContent(text));
+                rest = tools.Push(rest);
+                var (text, calls) = tools.Finish();
+                rest += text;
                 final.AddRange(calls);
                 if (calls.Count > 0) finish = ChatFinishReason.ToolCalls;
             }
-            else if (rest.Length > 0) final.Add(new TextContent(rest));
+            if (rest.Length > 0) final.Insert(0, new TextContent(rest));
             final.Add(new UsageContent(new UsageDetails
             {
                 InputTokenCount = ids.Length,

@@ -2,18 +2,26 @@ namespace LlmKernels.Models.Chat;
 
 /// <summary>
 /// Cuts streamed text at the first of some stop sequences: text is released as soon as it cannot be the start of
-/// one, so nothing after a stop sequence (and no part of it) is ever released.
+/// one, so nothing after a stop sequence (and no part of it) is ever released; <see cref="Tail"/> keeps it.
 /// </summary>
 internal sealed class StopSequences(IReadOnlyList<string> stops)
 {
     private string _pending = "";
+    private readonly System.Text.StringBuilder _tail = new();
 
     public bool Stopped { get; private set; }
+
+    /// <summary>The text from the stop sequence on (empty until one appears).</summary>
+    public string Tail => _tail.ToString();
 
     /// <summary>Adds text; returns what is safe to release now.</summary>
     public string Push(string text)
     {
-        if (Stopped) return "";
+        if (Stopped)
+        {
+            _tail.Append(text);
+            return "";
+        }
         _pending += text;
         int cut = -1;
         foreach (string stop in stops)
@@ -25,6 +33,7 @@ internal sealed class StopSequences(IReadOnlyList<string> stops)
         {
             Stopped = true;
             string ready = _pending[..cut];
+            _tail.Append(_pending, cut, _pending.Length - cut);
             _pending = "";
             return ready;
         }

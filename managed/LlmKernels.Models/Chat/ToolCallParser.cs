@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.AI;
@@ -110,4 +111,41 @@ public static partial class ToolCallParser
             for (int i = 0; i < span.Length; i++) span[i] = alphabet[Random.Shared.Next(alphabet.Length)];
         });
     }
+}
+
+/// <summary>
+/// Streams an answer's text while it cannot be a tool call and holds it back from where one may begin: a marker
+/// (&lt;tool_call&gt;, [TOOL_CALLS], &lt;function=, &lt;|python_tag|&gt;) anywhere, or a '{' as the first character (Llama 3.x's
+/// bare JSON). At the end, what was held back is parsed by <see cref="ToolCallParser"/>.
+/// </summary>
+internal sealed class ToolCallStream(IReadOnlyCollection<string> toolNames)
+{
+    private readonly StopSequences _markers = new(["<tool_call>", "[TOOL_CALLS]", "<function=", "<|python_tag|>"]);
+    private readonly StringBuilder _held = new();
+    private bool? _json;   // unknown until the first character that is not white space
+
+    /// <summary>Adds text; returns what can be released now.</summary>
+    public string Push(string text)
+    {
+        if (_json is null)
+        {
+            _held.Append(text);
+            string start = _held.ToString().TrimStart();
+            if (start.Length == 0) return "";
+            _json = start[0] == '{';
+            if (_json.Value) return "";
+            text = _held.ToString();
+            _held.Clear();
+        }
+        if (_json.Value)
+        {
+            _held.Append(text);
+            return "";
+        }
+        return _markers.Push(text);
+    }
+
+    /// <summary>The end of the answer: the text never released (but for the calls) and the calls.</summary>
+    public (string Text, IReadOnlyList<FunctionCallContent> Calls) Finish() =>
+        ToolCallParser.Parse(_json == false ? _markers.Flush() + _markers.Tail : _held.ToString(), toolNames);
 }

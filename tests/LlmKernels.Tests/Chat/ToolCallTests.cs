@@ -80,6 +80,36 @@ public class ToolCallTests
         Assert.That(text, Is.EqualTo(answer));
     }
 
+    /// <summary>Pushes the answer a few characters at a time, as tokens come.</summary>
+    private static (string Streamed, string FinalText, IReadOnlyList<FunctionCallContent> Calls) Stream(string answer)
+    {
+        var stream = new ToolCallStream(Tools);
+        var streamed = new System.Text.StringBuilder();
+        for (int i = 0; i < answer.Length; i += 3) streamed.Append(stream.Push(answer.Substring(i, Math.Min(3, answer.Length - i))));
+        var (text, calls) = stream.Finish();
+        return (streamed.ToString(), text, calls);
+    }
+
+    [Test]
+    public void TextStreamsUntilAToolCallMayBegin()
+    {
+        var (streamed, text, calls) = Stream("Let me check <the> weather.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>");
+        Assert.That(streamed, Is.EqualTo("Let me check <the> weather.\n"), "streamed up to the marker, '<the>' included");
+        Assert.That(text, Is.Empty);
+        Assert.That(calls.Single().Name, Is.EqualTo("get_weather"));
+
+        (streamed, text, calls) = Stream("  {\"name\": \"search\", \"parameters\": {\"query\": \"x\"}}");
+        Assert.That(streamed, Is.Empty, "an answer that starts with '{' may be Llama's JSON call: held");
+        Assert.That(calls.Single().Name, Is.EqualTo("search"));
+
+        (streamed, text, calls) = Stream("{\"answer\": 42}");
+        Assert.That((streamed + text, calls.Count), Is.EqualTo(("{\"answer\": 42}", 0)), "JSON that is no call comes out whole at the end");
+
+        (streamed, text, calls) = Stream("Plain text that ends with <tool_ca");
+        Assert.That(streamed + text, Is.EqualTo("Plain text that ends with <tool_ca"));
+        Assert.That(calls, Is.Empty);
+    }
+
     private static ChatTemplate Fixture(string name) =>
         new(File.ReadAllText(Path.Combine(ChatTemplateFixtureTests.Directory(), name + ".jinja")), "<s>", "</s>");
 
