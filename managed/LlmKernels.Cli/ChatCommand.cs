@@ -171,16 +171,28 @@ internal static class ChatCommand
     {
         private CancellationTokenSource? _current;
 
-        public CancellationTokenSource Begin() => _current = new CancellationTokenSource();
+        public CancellationTokenSource Begin()
+        {
+            var source = new CancellationTokenSource();
+            Volatile.Write(ref _current, source);
+            return source;
+        }
 
-        public void End() => _current = null;
+        public void End() => Volatile.Write(ref _current, null);
 
         /// <summary>Stops the answer being written; false when there is none (Ctrl-C at the prompt then quits).</summary>
         public bool Stop()
         {
-            var current = _current;
+            var current = Volatile.Read(ref _current);
             if (current is null) return false;
-            current.Cancel();
+            try
+            {
+                current.Cancel();
+            }
+            catch (ObjectDisposedException)
+            {
+                // The answer ended as the key was pressed.
+            }
             return true;
         }
     }

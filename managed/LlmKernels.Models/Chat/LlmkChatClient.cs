@@ -152,7 +152,7 @@ public sealed class LlmkChatClient : IChatClient
         string prompt = RenderPrompt(messages, options);
         var ids = _tokenizer.Encode(prompt, addSpecialTokens: false);
         var sampler = CreateSampler(options);
-        var toolNames = options?.Tools?.OfType<AIFunctionDeclaration>().Select(f => f.Name).ToHashSet() ?? [];
+        var toolNames = ToolDeclarations(options).Select(f => f.Name).ToHashSet();
         var stops = new StopSequences(options?.StopSequences?.Where(s => s.Length > 0).ToList() ?? []);
         string responseId = Guid.NewGuid().ToString("N"), messageId = Guid.NewGuid().ToString("N");
         var created = DateTimeOffset.UtcNow;
@@ -222,8 +222,8 @@ public sealed class LlmkChatClient : IChatClient
         return new Sampler(temperature, topK, topP, seed);
     }
 
-    private static List<object?> Tools(ChatOptions? options) =>
-        options?.Tools?.OfType<AIFunctionDeclaration>().Select(f => (object?)new Dictionary<string, object?>
+    /// <summary>The functions offered (none when ToolMode is None), as chat templates take them.</summary>
+    private static List<object?> Tools(ChatOptions? options) => ToolDeclarations(options).Select(f => (object?)new Dictionary<string, object?>
         {
             ["type"] = "function",
             ["function"] = new Dictionary<string, object?>
@@ -232,7 +232,10 @@ public sealed class LlmkChatClient : IChatClient
                 ["description"] = f.Description,
                 ["parameters"] = f.JsonSchema,
             },
-        }).ToList() ?? [];
+        }).ToList();
+
+    private static IEnumerable<AIFunctionDeclaration> ToolDeclarations(ChatOptions? options) =>
+        options?.ToolMode is NoneChatToolMode ? [] : options?.Tools?.OfType<AIFunctionDeclaration>() ?? [];
 
     /// <summary>A ChatMessage as chat templates expect it: role and content; an assistant's tool_calls; one "tool"
     /// message per function result, with its tool_call_id.</summary>

@@ -156,5 +156,7 @@ public class ToolCallTests
         Assert.That(response.Usage!.InputTokenCount, Is.GreaterThan(inner.RenderPrompt([new ChatMessage(ChatRole.User, "Weather in Paris?")]).Length / 8),
                     "the prompt carries the tool schema");
         Assert.That(inner.RenderPrompt([new ChatMessage(ChatRole.User, "x")], options), Does.Contain("get_weather"));
+        options.ToolMode = ChatToolMode.None;
+        Assert.That(inner.RenderPrompt([new ChatMessage(ChatRole.User, "x")], options), Does.Not.Contain("get_weather"), "ToolMode None: no tools");
     }
 }
