@@ -8,13 +8,17 @@ namespace LlmKernels.Models.Templates;
 public sealed class ChatTemplate
 {
     private readonly JinjaTemplate _template;
+    private readonly JinjaTemplate? _toolUse;
     private readonly Dictionary<string, object?> _tokens = new(StringComparer.Ordinal);
 
     /// <summary>Parses <paramref name="source"/> (a TemplateException if it is not valid); <paramref name="specialTokens"/>
-    /// are more variables the template may use (unk_token, pad_token, ...).</summary>
-    public ChatTemplate(string source, string? bosToken = null, string? eosToken = null, IReadOnlyDictionary<string, string>? specialTokens = null)
+    /// are more variables the template may use (unk_token, pad_token, ...); <paramref name="toolUseSource"/>, where a
+    /// model has one, is the template for requests with tools (tokenizer_config.json's named "tool_use" template).</summary>
+    public ChatTemplate(string source, string? bosToken = null, string? eosToken = null, IReadOnlyDictionary<string, string>? specialTokens = null,
+                        string? toolUseSource = null)
     {
         _template = new JinjaTemplate(source);
+        _toolUse = toolUseSource is null ? null : new JinjaTemplate(toolUseSource);
         BosToken = bosToken;
         EosToken = eosToken;
         foreach (var (name, value) in specialTokens ?? new Dictionary<string, string>()) _tokens[name] = value;
@@ -33,11 +37,11 @@ public sealed class ChatTemplate
         var extra = new Dictionary<string, string>();
         if (config.UnkToken is { } unk) extra["unk_token"] = unk;
         if (config.PadToken is { } pad) extra["pad_token"] = pad;
-        return new ChatTemplate(config.ChatTemplate, config.BosToken, config.EosToken, extra);
+        return new ChatTemplate(config.ChatTemplate, config.BosToken, config.EosToken, extra, config.NamedChatTemplates.GetValueOrDefault("tool_use"));
     }
 
     /// <summary>
-    /// The prompt for <paramref name="messages"/> (each a dictionary: role, content, and tool_calls / tool_call_id
+    /// The prompt for <paramref name="messages"/> (with tools, in the tool_use template where there is one) (each a dictionary: role, content, and tool_calls / tool_call_id
     /// where there are), with the assistant's header after them when <paramref name="addGenerationPrompt"/>.
     /// <paramref name="tools"/> (function schemas) are passed as `tools` when given; <paramref name="variables"/>
     /// add or override variables (date_string, ...).
@@ -51,8 +55,9 @@ public sealed class ChatTemplate
             ["messages"] = messages.ToList(),
             ["add_generation_prompt"] = addGenerationPrompt,
         };
-        if (tools is not null) all["tools"] = tools.ToList();
+        var toolList = tools?.ToList();
+        if (toolList is not null) all["tools"] = toolList;
         foreach (var (name, value) in variables ?? new Dictionary<string, object?>()) all[name] = value;
-        return _template.Render(all, now);
+        return (toolList is { Count: > 0 } && _toolUse is not null ? _toolUse : _template).Render(all, now);
     }
 }

@@ -88,6 +88,10 @@ public class ChatPartsTests
         Assert.That(named.ChatTemplate, Is.EqualTo("D"));
         Assert.That(named.NamedChatTemplates["tool_use"], Is.EqualTo("T"));
 
+        var both = ChatTemplate.FromTokenizerConfig(named)!;
+        Assert.That(both.Render([]), Is.EqualTo("D"));
+        Assert.That(both.Render([], tools: [new Dictionary<string, object?> { ["name"] = "f" }]), Is.EqualTo("T"), "with tools: the tool_use template");
+
         var template = ChatTemplate.FromTokenizerConfig(plain)!;
         Assert.That(template.Render([], variables: new Dictionary<string, object?> { ["x"] = "ok" }), Is.EqualTo("ok"));
         Assert.That(ChatTemplate.FromTokenizerConfig(new TokenizerConfig()), Is.Null);
