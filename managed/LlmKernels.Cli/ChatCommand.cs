@@ -35,6 +35,18 @@ internal static class ChatCommand
         {
             if (r.GetValueOrDefault<int?>() is < 2) r.AddError("--context must be at least 2");
         });
+        temperature.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<float?>() is float t && !(t >= 0 && float.IsFinite(t))) r.AddError("--temperature must be 0 (greedy) or more");
+        });
+        topK.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is < 0) r.AddError("--top-k must be 0 (all) or more");
+        });
+        topP.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<float?>() is float p && !(p > 0 && p <= 1)) r.AddError("--top-p must be in (0, 1]");
+        });
 
         var command = new Command("chat", "Chat with a model in its own chat template (multi-turn, streaming)");
         models.AddTo(command);
@@ -137,7 +149,8 @@ internal static class ChatCommand
         }
         catch (Exception e) when (e is TemplateException or ArgumentException)
         {
-            io.Error(e.Message + (e is ArgumentException ? " (/reset starts a new conversation)" : ""));
+            bool full = e.Message.Contains("the context holds", StringComparison.Ordinal);
+            io.Error(e.Message + (full ? " (/reset starts a new conversation)" : ""));
             return null;
         }
         finally

@@ -77,6 +77,19 @@ public class ChatCommandTests
         }
     }
 
+    [TestCase("--top-p", "0", "--top-p must be in (0, 1]")]
+    [TestCase("--temperature", "-1", "--temperature must be 0 (greedy) or more")]
+    [TestCase("--top-k", "-3", "--top-k must be 0 (all) or more")]
+    [TestCase("--max-tokens", "0", "--max-tokens must be at least 1")]
+    [TestCase("--context", "1", "--context must be at least 2")]
+    public void BadSamplingOptionsAreRefusedBeforeAnythingLoads(string option, string value, string expected)
+    {
+        var result = Chat("hi\n", "--preset", "tiny-llama", option, value);
+        Assert.That(result.ExitCode, Is.Not.EqualTo(0));
+        Assert.That(result.Err, Does.Contain(expected));
+        Assert.That(result.Err, Does.Not.Contain("loaded"));
+    }
+
     [Test]
     public void ATurnThatOverflowsTheContextIsAnErrorLineAndTheChatGoesOn()
     {
