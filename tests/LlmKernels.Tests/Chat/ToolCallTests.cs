@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Chat;
 using LlmKernels.Models.Templates;
@@ -139,6 +141,83 @@ public class ToolCallTests
         Assert.That(prompt, Does.Contain(renderedResult));
         Assert.That(prompt, Does.Contain("\"name\": \"get_weather\"").And.Contain("Get the weather in a city"), "the tool's schema");
         Assert.That(prompt, Does.Contain("The city"), "its parameters' JSON schema");
+    }
+
+    /// <summary>
+    /// A model built to call a tool: the tiny tokenizer plus four special tokens (two turn markers, one whose text is
+    /// a whole Hermes tool call, one whose text is an answer) and weights that make greedy decoding a lookup: every
+    /// layer's output projection is zero, so the residual stream is the embedding, and lm_head maps the embedding
+    /// of each marker to the token that must follow. The template ends a turn with &lt;|call|&gt; unless the last
+    /// message is a tool result, then with &lt;|answer|&gt;. Real kernels, tokenizer, template, parser and client.
+    /// </summary>
+    private static LlmkChatClient ToolCallingModel(Context ctx)
+    {
+        const string call = "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}</tool_call>";
+        const string answer = "It is sunny in Paris.";
+        var json = JsonNode.Parse(TinyModels.TokenizerJson())!;
+        var added = json["added_tokens"]!.AsArray();
+        var baseConfig = TinyModels.Config("tiny-llama");
+        int first = baseConfig.VocabSize, callMarker = first, answerMarker = first + 1, callToken = first + 2, answerToken = first + 3;
+        foreach (var (id, content) in new[] { (callMarker, "<|call|>"), (answerMarker, "<|answer|>"), (callToken, call), (answerToken, answer) })
+            added.Add(new JsonObject { ["id"] = id, ["content"] = content, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false,
+                                       ["normalized"] = false, ["special"] = true });
+        var tokenizer = LlmKernels.Models.Tokenization.Tokenizer.FromJson(json.ToJsonString());
+        var config = baseConfig with { VocabSize = first + 4 };
+        int eos = config.EosTokenIds[0];
+
+        var weights = TinyModels.CreateWeights(config, 7);
+        foreach (var (name, (values, _)) in weights)
+            if (name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal))
+                Array.Clear(values);
+        var (embed, lmHead, norm) = (weights["model.embed_tokens.weight"].Values, weights["lm_head.weight"].Values, weights["model.norm.weight"].Values);
+        int hidden = config.HiddenSize;
+        Array.Clear(lmHead);
+        Array.Fill(norm, 1f);
+        void Axis(int token, int axis) { Array.Clear(embed, token * hidden, hidden); embed[token * hidden + axis] = 1; }
+        Axis(callMarker, 0);
+        Axis(answerMarker, 1);
+        Axis(callToken, 2);
+        Axis(answerToken, 3);
+        void Follows(int token, int axis) => lmHead[token * hidden + axis] = 1;   // logit(token) = 8 where the stream is that axis
+        Follows(callToken, 0);
+        Follows(answerToken, 1);
+        Follows(eos, 2);
+        Follows(eos, 3);
+        var model = new LlamaModel(ctx, config, WeightSource.FromArrays("tool-calling test model", weights, LlmkDtype.F32));
+        var template = new ChatTemplate(
+            "{% for m in messages %}{{ m.role }}: {{ m.content }}{{ eos_token }}{% endfor %}" +
+            "{% if messages[-1].role == 'tool' %}<|answer|>{% else %}<|call|>{% endif %}", TinyModels.BosToken, TinyModels.EosToken);
+        return new LlmkChatClient(model, tokenizer, template, owned: model);
+    }
+
+    [Test]
+    public async Task FunctionInvokingClientRunsTheModelsToolCall()
+    {
+        using var ctx = Context.CreateCpu();
+        using var inner = ToolCallingModel(ctx);
+        var cities = new List<string>();
+        var options = new ChatOptions
+        {
+            Temperature = 0,
+            Tools = [AIFunctionFactory.Create((string city) => { cities.Add(city); return $"sunny, 24 degrees in {city}"; }, "get_weather", "Get the weather")],
+        };
+
+        // The model alone: its answer is a tool call, with the finish reason that says so.
+        var direct = await inner.GetResponseAsync([new ChatMessage(ChatRole.User, "Weather in Paris?")], options);
+        Assert.That(direct.FinishReason, Is.EqualTo(ChatFinishReason.ToolCalls));
+        var call = direct.Messages.SelectMany(m => m.Contents).OfType<FunctionCallContent>().Single();
+        Assert.That((call.Name, Args(call)), Is.EqualTo(("get_weather", """{"city":"Paris"}""")));
+        Assert.That(direct.Text, Is.Empty);
+
+        // Under FunctionInvokingChatClient: the call is run, its result goes back in a second request, the model answers.
+        using var client = new ChatClientBuilder(inner).UseFunctionInvocation().Build();
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Weather in Paris?")], options);
+        Assert.That(cities, Is.EqualTo(new[] { "Paris" }));
+        Assert.That(response.Text, Is.EqualTo("It is sunny in Paris."));
+        Assert.That(response.FinishReason, Is.EqualTo(ChatFinishReason.Stop));
+        var result = response.Messages.SelectMany(m => m.Contents).OfType<FunctionResultContent>().Single();
+        Assert.That(result.Result?.ToString(), Does.Contain("sunny, 24 degrees in Paris"));
+        Assert.That(inner.Session.ReusedTokens, Is.GreaterThan(0), "the second request reuses the first one's cache");
     }
 
     [Test]
