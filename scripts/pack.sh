@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the native flavours and packs the LlmKernels NuGet package (and its .snupkg) into artifacts/packages:
+# Builds the native flavours and packs the LlmKernels NuGet package (and its .snupkg) and the llmk .NET tool
+# (llmk.<version>.nupkg, with the linux-x64 native libraries beside llmk.dll) into artifacts/packages:
 #   runtimes/linux-x64/native/libllmk.so        CPU build; links no CUDA library (checked)
 #   runtimes/linux-x64/native/libgomp.so.1      the OpenMP runtime libllmk.so needs; the managed loader loads it
 #                                               only where the system has none (no RUNPATH: the system's wins)
@@ -104,23 +105,30 @@ if [ ${#cuda_props[@]} -gt 0 ]; then
   echo "libllmk_cuda.so needs: $(readelf -d "$cuda_dir/native/libllmk_cuda.so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
 fi
 
-echo "== dotnet pack -> $out"
+echo "== dotnet pack Interop.sln -> $out"
+# The whole solution, as a user's `dotnet pack` would: exactly LlmKernels (+ .snupkg) and the llmk tool must come out.
 mkdir -p "$out"
-rm -f "$out"/LlmKernels."$version".nupkg "$out"/LlmKernels."$version".snupkg
+staging=$build/packages
+rm -rf "$staging"
 extras_prop=$(IFS=';'; echo "${extras[*]:-}")
-dotnet pack managed/LlmKernels.Package -c Release -o "$out" --artifacts-path "$build/dotnet" -nologo \
-  -p:LlmkSkipNativeBuild=true "-p:LlmkPackCpuDir=$cpu_dir" "-p:LlmkPackWinDir=$win_dir" \
+dotnet pack Interop.sln -c Release -o "$staging" --artifacts-path "$build/dotnet" -nologo \
+  -p:LlmkSkipNativeBuild=true "-p:LlmkNativeDir=$cpu_dir/native" "-p:LlmkPackCpuDir=$cpu_dir" "-p:LlmkPackWinDir=$win_dir" \
   "-p:LlmkPackLinuxExtras=$extras_prop" "${cuda_props[@]}"
+made=$(cd "$staging" && ls | sort | tr '\n' ' ')
+[ "$made" = "LlmKernels.$version.nupkg LlmKernels.$version.snupkg llmk.$version.nupkg " ] \
+  || fail "dotnet pack Interop.sln made '$made'; expected exactly LlmKernels.$version.nupkg, its .snupkg and llmk.$version.nupkg"
+for file in $made; do rm -f "$out/$file"; cp "$staging/$file" "$out/"; done
 
 package=$out/LlmKernels.$version.nupkg
 [ -f "$package" ] && [ -f "$out/LlmKernels.$version.snupkg" ] || fail "dotnet pack made no $package (and .snupkg)"
 if command -v unzip >/dev/null; then
-  listing=$(unzip -Z1 "$package")
+  list() { unzip -Z1 "$1"; }
 elif command -v python3 >/dev/null; then
-  listing=$(python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$package")
+  list() { python3 -c 'import sys, zipfile; print("\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))' "$1"; }
 else
   fail "cannot list $package: neither unzip nor python3 is installed"
 fi
+listing=$(list "$package")
 expected=(README.md runtimes/linux-x64/native/libllmk.so runtimes/win-x64/native/llmk.dll)
 for tfm in net8.0 net10.0; do
   expected+=("lib/$tfm/LlmKernels.dll" "lib/$tfm/LlmKernels.xml")
@@ -132,3 +140,14 @@ for file in "${expected[@]}"; do
 done
 echo "$listing" | grep -E '^(lib|runtimes)/' | sed 's/^/  /'
 echo "packed $package"
+
+# The tool: llmk and the native libraries beside it (the loader looks in the application's folder first).
+tool=$out/llmk.$version.nupkg
+tool_listing=$(list "$tool")
+tool_expected=(tools/net10.0/any/DotnetToolSettings.xml tools/net10.0/any/llmk.dll tools/net10.0/any/libllmk.so)
+if [ ${#cuda_props[@]} -gt 0 ]; then tool_expected+=(tools/net10.0/any/libllmk_cuda.so); fi
+for file in "${tool_expected[@]}"; do
+  grep -qxF "$file" <<<"$tool_listing" || fail "$tool lacks $file"
+done
+echo "$tool_listing" | grep -E '(\.so|\.so\.[0-9]+|llmk\.dll|Settings\.xml)$' | sed 's/^/  /'
+echo "packed $tool"

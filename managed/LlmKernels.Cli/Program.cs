@@ -16,6 +16,7 @@ internal static class Program
         root.Subcommands.Add(BenchCommand.Create(io));
         root.Subcommands.Add(InspectCommand.Create(io));
         root.Subcommands.Add(InfoCommand.Create(io));
+        root.Subcommands.Add(ChatCommand.Create(io));
         var parse = root.Parse(args);
         // A bad option value is a user error like any other: one line each, exit code 1 (no help page after it).
         if (parse.Errors.Count > 0 && args.Length > 0)

@@ -61,6 +61,14 @@ public static class ModelFile
     }
 
     /// <summary>A small JSON file, parsed (see <see cref="ParseJson"/>).</summary>
+    /// <summary>A small text file (a chat template), strict UTF-8.</summary>
+    public static string ReadUtf8Text(string path)
+    {
+        var bytes = ReadSmallFile(path);
+        RequireUtf8(bytes, path, "the file");
+        return System.Text.Encoding.UTF8.GetString(bytes);
+    }
+
     public static JsonDocument ReadJson(string path, JsonDocumentOptions options = default) =>
         ParseJson(ReadSmallFile(path), path, options);
 

@@ -92,6 +92,24 @@ public static class TinyModels
 
     public static Tokenizer CreateTokenizer() => Tokenizer.FromJson(TokenizerJson(), "embedded tiny tokenizer");
 
+    /// <summary>The tiny models' chat template: "role: content" turns, each ended by the end-of-text token.</summary>
+    public const string ChatTemplateSource =
+        "{{ bos_token }}{% if tools %}tools: {{ tools | tojson }}{{ eos_token }}{% endif %}" +
+        "{% for message in messages %}{{ message.role }}: {{ message.content }}" +
+        "{% for call in message.tool_calls or [] %} call {{ call.function.name }}({{ call.function.arguments | tojson }}){% endfor %}" +
+        "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}";
+
+    public static Templates.ChatTemplate CreateChatTemplate() => new(ChatTemplateSource, BosToken, EosToken);
+
+    /// <summary>An IChatClient over a preset (noise answers, real mechanics); it owns the model.</summary>
+    public static Chat.LlmkChatClient CreateChatClient(Context ctx, string preset = "tiny-llama", int seed = 1234,
+                                                       Chat.LlmkChatClientOptions? options = null)
+    {
+        var model = Load(ctx, preset, seed);
+        return new Chat.LlmkChatClient(model, CreateTokenizer(), CreateChatTemplate(),
+                                       options ?? new Chat.LlmkChatClientOptions { ModelId = preset }, model);
+    }
+
     /// <summary>The configuration of a preset ("tiny-llama", "tiny-mixtral").</summary>
     public static ModelConfig Config(string preset)
     {
