@@ -82,7 +82,8 @@ const char* dtype_name(int32_t d) {
     case LLMK_DTYPE_Q8_0: return "q8_0";
     case LLMK_DTYPE_Q4_0: return "q4_0";
     case LLMK_DTYPE_Q4_K: return "q4_k";
-    default: return "q6_k";
+    case LLMK_DTYPE_Q6_K: return "q6_k";
+    default: return "unknown";
     }
 }
 

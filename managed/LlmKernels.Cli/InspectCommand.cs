@@ -72,15 +72,14 @@ internal static class InspectCommand
             weightDtype = LlmkDtype.Bf16;
             weightSource = "assumed: no torch_dtype";
         }
-        // Quantized weights run with f32 activations and cache (the CPU path).
-        var kvDtype = kvDtypeName is not null ? ParseDtype(kvDtypeName) : Tensor.IsQuantized(weightDtype.Value) ? LlmkDtype.F32 : weightDtype.Value;
         var loadedDtype = weightDtype.Value; // what the checkpoint holds
         if (choice.Quantize is LlmkDtype quantized)
         {
             weightDtype = quantized;
             weightSource = $"--weights, quantized at load from {loadedDtype}";
-            if (kvDtypeName is null) kvDtype = LlmkDtype.F32;
         }
+        // Quantized weights run with f32 activations and cache (the CPU path).
+        var kvDtype = kvDtypeName is not null ? ParseDtype(kvDtypeName) : Tensor.IsQuantized(weightDtype.Value) ? LlmkDtype.F32 : weightDtype.Value;
         double weightBytes = Tensor.BytesPerElement(weightDtype.Value);
         int kvBytes = Tensor.ElementSize(kvDtype);
 

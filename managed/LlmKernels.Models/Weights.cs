@@ -96,18 +96,8 @@ public abstract partial class WeightSource : IDisposable
                 return Quantize(ctx, name);
             _host ??= Context.CreateCpu(0);
             using var host = Quantize(_host, name);
-            if (host is null) return null;
-            var device = ctx.Allocate(host.DType, host.Shape);
-            try
-            {
-                device.CopyFrom<byte>(host.AsSpan<byte>());
-                return device;
-            }
-            catch
-            {
-                device.Dispose();
-                throw;
-            }
+            return host is null ? null
+                : MappedTensor(ctx, host.DataPointer, host.DType, host.Shape, Tensor.ByteCount(host.DType, host.ElementCount), host);
         }
 
         private Tensor? Quantize(Context ctx, string name)

@@ -8,10 +8,7 @@ void llmk_dequantize_row(int32_t dtype, const void* blocks, int64_t n, float* ou
     for (int64_t c = 0; c < n / LLMK_QK; c++, out += LLMK_QK) {
         llmk_quant_chunk chunk;
         llmk_quant_chunk_at(dtype, blocks, c, &chunk);
-        const float d = llmk_f16_to_float(chunk.d), offset = llmk_f16_to_float(chunk.dmin) * (float)chunk.min;
-        const float step[2] = {d * (float)chunk.scale[0], d * (float)chunk.scale[1]};
-        for (int l = 0; l < LLMK_QK; l++)
-            out[l] = step[l / 16] * (float)chunk.code[l] - offset;
+        llmk_quant_chunk_values(&chunk, llmk_f16_to_float(chunk.d), llmk_f16_to_float(chunk.dmin), out);
     }
 }
 

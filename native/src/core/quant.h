@@ -131,6 +131,14 @@ LLMK_QUANT_FN void llmk_quant_chunk_at(int32_t dtype, const void* row, int64_t c
     }
 }
 
+/* The chunk's 32 values, given its d and dmin as f32 (each caller converts f16 its own way). */
+LLMK_QUANT_FN void llmk_quant_chunk_values(const llmk_quant_chunk* chunk, float d, float dmin, float out[32]) {
+    const float offset = dmin * (float)chunk->min;
+    const float step[2] = {d * (float)chunk->scale[0], d * (float)chunk->scale[1]};
+    for (int l = 0; l < 32; l++)
+        out[l] = step[l / 16] * (float)chunk->code[l] - offset;
+}
+
 /* The elements [0, n) of a row of blocks (n a multiple of the block) as f32. Exact. */
 void llmk_dequantize_row(int32_t dtype, const void* blocks, int64_t n, float* out);
 
@@ -141,6 +149,17 @@ void llmk_quantize_row(int32_t dtype, const float* x, int64_t n, void* blocks);
  * Q8_K, so their sub-block scales multiply integers), 32 otherwise (Q8_0). */
 LLMK_QUANT_FN int64_t llmk_q8_group(int32_t weight_dtype) {
     return weight_dtype == LLMK_DTYPE_Q4_K || weight_dtype == LLMK_DTYPE_Q6_K ? LLMK_QK_K : LLMK_QK;
+}
+
+/* The chunk's products with one 8-bit block of x, in integers per half, then f32: offset is dmin * min. The
+ * portable and CUDA kernels sum these; the reference dequantizes instead. */
+LLMK_QUANT_FN float llmk_quant_chunk_dot(const llmk_quant_chunk* chunk, float d, float offset, const llmk_block_q8* x) {
+    int32_t s0 = 0, s1 = 0;
+    for (int l = 0; l < 16; l++) {
+        s0 += chunk->code[l] * x->q[l];
+        s1 += chunk->code[l + 16] * x->q[l + 16];
+    }
+    return x->d * (d * (float)(chunk->scale[0] * s0 + chunk->scale[1] * s1) - offset * (float)(x->sum[0] + x->sum[1]));
 }
 
 /* x[0, n) (n a multiple of group) rounded to n / 32 blocks, as llmk_linear's contract says. */

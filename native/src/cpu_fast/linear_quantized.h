@@ -1,7 +1,8 @@
 /* Fast linear layer with a quantized weight (Q8_0, Q4_0, Q4_K, Q6_K), f32 x and y (part of a flavour's
  * translation unit; see simd.h).
  *
- * As the contract says, x is first rounded to 8-bit blocks of 32 (core/quant.c, once per call), so every
+ * As the contract says, x is first rounded to 8 bits (core/quant.c, once per call: one scale per 32, or per
+ * 256 before a K-quant), so every
  * product is of two small integers: 32 at a time by AVX2's maddubs (unsigned x signed bytes -> pairs summed
  * in int16, exact: |w| <= 128, |q| <= 127), then madd to int32 and one f32 FMA per block of 32 (Q8_0, Q4_0)
  * or, since x then shares one scale per 256, per super-block of a K-quant, whose sub-block scales multiply
@@ -56,11 +57,37 @@ LLMK_INLINE void signed_block(int R, __m256i w, float dw, const llmk_block_q8* c
     }
 }
 
-/* A Q4_0 block's codes as signed bytes: elements 0..15 from the low nibbles, 16..31 from the high ones, - 8. */
-LLMK_INLINE __m256i q4_0_codes(const llmk_block_q4_0* b) {
-    const __m128i packed = _mm_loadu_si128((const __m128i*)b->q);
+/* Block b of a Q8_0 or Q4_0 row: its codes as signed bytes (Q4_0: elements 0..15 from the low nibbles, 16..31
+ * from the high ones, - 8) and its scale. */
+LLMK_INLINE __m256i signed_codes(int32_t wtype, const char* w, int64_t b, float* d) {
+    if (wtype == LLMK_DTYPE_Q8_0) {
+        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w + b;
+        *d = scale_of(wb->d);
+        return load32(wb->q);
+    }
+    const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w + b;
+    *d = scale_of(wb->d);
+    const __m128i packed = _mm_loadu_si128((const __m128i*)wb->q);
     const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0xF));
     return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+}
+
+/* A Q8_0 or Q4_0 row (wtype a constant where inlined): an FMA per block, even and odd blocks into two
+ * accumulators so that a row is not held to the FMA's latency (decode is one row). */
+LLMK_INLINE void signed_blocks(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
+                               __m256* even, __m256* odd) {
+    float d;
+    int64_t b = 0;
+    for (; b + 1 < blocks; b += 2) {
+        __m256i codes = signed_codes(wtype, w, b, &d);
+        signed_block(R, codes, d, x, b, even);
+        codes = signed_codes(wtype, w, b + 1, &d);
+        signed_block(R, codes, d, x, b + 1, odd);
+    }
+    if (b < blocks) {
+        const __m256i codes = signed_codes(wtype, w, b, &d);
+        signed_block(R, codes, d, x, b, even);
+    }
 }
 
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
@@ -72,30 +99,14 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
         offset[i] = 0.0f;
     }
     const __m256i low4 = _mm256_set1_epi8(0xF);
-    /* Q8_0 and Q4_0 take an FMA per block: even and odd blocks go to two accumulators, so a row is not held
-     * to the FMA's latency (decode is one row). */
-    __m256 odd[QROWS];
+    __m256 odd[QROWS]; /* Q8_0's and Q4_0's odd blocks */
     for (int i = 0; i < R; i++)
         odd[i] = _mm256_setzero_ps();
-    if (wtype == LLMK_DTYPE_Q8_0) {
-        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w;
-        int64_t b = 0;
-        for (; b + 1 < blocks; b += 2) {
-            signed_block(R, load32(wb[b].q), scale_of(wb[b].d), x, b, acc);
-            signed_block(R, load32(wb[b + 1].q), scale_of(wb[b + 1].d), x, b + 1, odd);
-        }
-        if (b < blocks)
-            signed_block(R, load32(wb[b].q), scale_of(wb[b].d), x, b, acc);
-    } else if (wtype == LLMK_DTYPE_Q4_0) {
-        const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w;
-        int64_t b = 0;
-        for (; b + 1 < blocks; b += 2) {
-            signed_block(R, q4_0_codes(&wb[b]), scale_of(wb[b].d), x, b, acc);
-            signed_block(R, q4_0_codes(&wb[b + 1]), scale_of(wb[b + 1].d), x, b + 1, odd);
-        }
-        if (b < blocks)
-            signed_block(R, q4_0_codes(&wb[b]), scale_of(wb[b].d), x, b, acc);
-    } else if (wtype == LLMK_DTYPE_Q4_K) {
+    if (wtype == LLMK_DTYPE_Q8_0)
+        signed_blocks(R, LLMK_DTYPE_Q8_0, w, x, blocks, acc, odd);
+    else if (wtype == LLMK_DTYPE_Q4_0)
+        signed_blocks(R, LLMK_DTYPE_Q4_0, w, x, blocks, acc, odd);
+    else if (wtype == LLMK_DTYPE_Q4_K) {
         /* x shares one d per 256 (llmk_q8_group), so the sub-block scales multiply integers and each
          * super-block takes one f32 FMA; the mins go through the sums of x. */
         const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w;
@@ -171,16 +182,8 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
         llmk_quant_chunk chunk;
         llmk_quant_chunk_at(wtype, w, b, &chunk);
         const float d = scale_of(chunk.d), offset = scale_of(chunk.dmin) * (float)chunk.min;
-        for (int i = 0; i < R; i++) {
-            const llmk_block_q8* xb = &x[i][b];
-            int32_t s0 = 0, s1 = 0;
-            for (int l = 0; l < 16; l++) {
-                s0 += chunk.code[l] * xb->q[l];
-                s1 += chunk.code[l + 16] * xb->q[l + 16];
-            }
-            acc[i] += xb->d * (d * (float)(chunk.scale[0] * s0 + chunk.scale[1] * s1) -
-                               offset * (float)(xb->sum[0] + xb->sum[1]));
-        }
+        for (int i = 0; i < R; i++)
+            acc[i] += llmk_quant_chunk_dot(&chunk, d, offset, &x[i][b]);
     }
     for (int i = 0; i < R; i++)
         out[i] = acc[i];

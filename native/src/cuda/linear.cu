@@ -89,14 +89,7 @@ __global__ void linear_quantized_kernel(const llmk_block_q8* xq, int64_t rows, i
             for (int i = 0; i < kQuantRows; i++) {
                 if (i >= count)
                     break;
-                const llmk_block_q8* xb = xq + (r0 + i) * blocks + b;
-                int s0 = 0, s1 = 0;
-                for (int l = 0; l < 16; l++) {
-                    s0 += chunk.code[l] * xb->q[l];
-                    s1 += chunk.code[l + 16] * xb->q[l + 16];
-                }
-                acc[i] += xb->d * (d * (float)(chunk.scale[0] * s0 + chunk.scale[1] * s1) -
-                                   offset * (float)(xb->sum[0] + xb->sum[1]));
+                acc[i] += llmk_quant_chunk_dot(&chunk, d, offset, xq + (r0 + i) * blocks + b);
             }
         }
         for (int i = 0; i < count; i++) { /* count is the same in every lane */

@@ -25,11 +25,11 @@ __global__ void dequantize_rows_kernel(const char* blocks, int64_t row_bytes, in
         const int64_t source = ids ? (int64_t)ids[r * id_stride] : r;
         llmk_quant_chunk chunk;
         llmk_quant_chunk_at(dtype, blocks + source * row_bytes, c, &chunk);
-        const float d = half_bits_to_float(chunk.d), offset = half_bits_to_float(chunk.dmin) * (float)chunk.min;
-        const float step[2] = {d * (float)chunk.scale[0], d * (float)chunk.scale[1]};
+        float values[32];
+        llmk_quant_chunk_values(&chunk, half_bits_to_float(chunk.d), half_bits_to_float(chunk.dmin), values);
         TO* o = out + r * out_stride + 32 * c;
         for (int l = 0; l < 32; l++)
-            o[l] = from_float<TO>(step[l / 16] * (float)chunk.code[l] - offset);
+            o[l] = from_float<TO>(values[l]);
     }
 }
 
