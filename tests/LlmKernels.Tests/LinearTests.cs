@@ -111,4 +111,43 @@ public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
         Expect("weight is NULL", NativeMethods.llmk_linear(Cpu.Pointer, &xs, null, null, &ys));
         Expect("y is NULL", NativeMethods.llmk_linear(Cpu.Pointer, &xs, &ws, null, null));
     }
+
+    /// <summary>A quantized weight follows the block rules: rows of whole blocks (in_features 48 is not whole Q8_0
+    /// blocks of 32, nor 512 + 32 whole Q4_K super-blocks of 256), contiguous, row strides of whole blocks; an
+    /// unknown dtype has no block.</summary>
+    [Test]
+    public unsafe void RejectsQuantizedWeightsThatBreakTheBlockRules()
+    {
+        void Expect(LlmkStatus status, TestDelegate call, params string[] mentions) =>
+            TestSupport.ExpectStatus(status, call, ["llmk_linear:", .. mentions]);
+        using var x48 = Cpu.Allocate(LlmkDtype.F32, 2, 48);
+        using var y = Cpu.Allocate(LlmkDtype.F32, 2, 4);
+        using var q8 = Cpu.Allocate(LlmkDtype.Q8_0, 4, 64); // 4 rows of 2 blocks
+        using var partial = Tensor.FromPointer(Cpu, q8.DataPointer, LlmkDtype.Q8_0, [4, 48], q8, [64, 1]);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x48, partial, null, y), "weight", "multiple of 32");
+        using var x544 = Cpu.Allocate(LlmkDtype.F32, 2, 544);
+        using var q4k = Cpu.Allocate(LlmkDtype.Q4_K, 4, 768);
+        using var q4kPartial = Tensor.FromPointer(Cpu, q4k.DataPointer, LlmkDtype.Q4_K, [4, 544], q4k, [768, 1]);
+        Expect(LlmkStatus.ShapeMismatch, () => Kernels.Linear(Cpu, x544, q4kPartial, null, y), "weight", "multiple of 256");
+        using var x32 = Cpu.Allocate(LlmkDtype.F32, 2, 32);
+        using var offBlock = Tensor.FromPointer(Cpu, q8.DataPointer, LlmkDtype.Q8_0, [4, 32], q8, [48, 1]);
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(Cpu, x32, offBlock, null, y), "weight", "stride 48", "block of 32");
+        using var strided = Tensor.FromPointer(Cpu, q8.DataPointer, LlmkDtype.Q8_0, [2, 32], q8, [64, 2]);
+        using var y2 = Cpu.Allocate(LlmkDtype.F32, 2, 2);
+        Expect(LlmkStatus.BadStride, () => Kernels.Linear(Cpu, x32, strided, null, y2), "weight", "contiguous");
+
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Tensor.BlockOf((LlmkDtype)99), "llmk_dtype_block", "unknown dtype 99");
+        long bytes;
+        var noElements = NativeMethods.llmk_dtype_block((int)LlmkDtype.Q8_0, null, &bytes);
+        TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(noElements), "llmk_dtype_block", "NULL");
+    }
+
+    /// <summary>Quantized to quantized is no conversion the library makes.</summary>
+    [Test]
+    public void ConvertRefusesQuantizedToQuantized()
+    {
+        using var q8 = Cpu.Allocate(LlmkDtype.Q8_0, 2, 256);
+        using var q4k = Cpu.Allocate(LlmkDtype.Q4_K, 2, 256);
+        TestSupport.ExpectStatus(LlmkStatus.DtypeMismatch, () => Kernels.Convert(Cpu, q8, q4k), "llmk_convert", "q8_0", "q4_k");
+    }
 }
