@@ -1,5 +1,6 @@
 using LlmKernels.Interop;
 using LlmKernels.Verification;
+using LlmKernels.Verification.Oracle;
 
 namespace LlmKernels.Tests;
 
@@ -59,6 +60,42 @@ public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
             var alone = RunLinear(ctx, x.AsSpan(r * inFeatures, inFeatures).ToArray(), 1, w, b, inFeatures, outFeatures);
             Assert.That(alone, Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r}");
         }
+    }
+
+    /// <summary>A quantized weight: every CPU flavour gives an output the same bits whatever the thread count and
+    /// whatever rows of x come with it (the fast kernels' eight-row panels and four-row tiles included), since
+    /// its sum runs in one order. 77 outputs: nine panels and a tail; 13 rows: three tiles and a tail.</summary>
+    [Test]
+    public void QuantizedResultsDoNotDependOnThreadsOrBatch(
+        [ValueSource(typeof(TestSupport), nameof(TestSupport.CpuFlavours))] LlmkCpuKernels kernels,
+        [ValueSource(typeof(Checks), nameof(Checks.QuantizedWeights))] LlmkDtype dtype)
+    {
+        var rng = TestSupport.Rng($"{nameof(QuantizedResultsDoNotDependOnThreadsOrBatch)} {kernels} {dtype}");
+        const int rows = 13, outFeatures = 77;
+        int inFeatures = 2 * (int)Tensor.BlockOf(dtype).Elements;
+        var x = RandomData.Floats(rng, rows * inFeatures);
+        var blocks = QuantOracle.RandomBlocks(rng, dtype, (long)outFeatures * inFeatures, 0.1);
+        var b = RandomData.Floats(rng, outFeatures);
+        byte[] Run(Context ctx, int first, int count)
+        {
+            using var xs = ctx.FromFloats(x.AsSpan(first * inFeatures, count * inFeatures).ToArray(), LlmkDtype.F32, count, inFeatures);
+            using var ws = ctx.FromHost<byte>(blocks, dtype, outFeatures, inFeatures);
+            using var bs = ctx.FromFloats(b, LlmkDtype.F32, outFeatures);
+            using var y = ctx.Allocate(LlmkDtype.F32, count, outFeatures);
+            y.Poison();
+            Kernels.Linear(ctx, xs, ws, bs, y);
+            return y.ToArray<byte>();
+        }
+        using var single = TestSupport.CpuOrIgnore(kernels, 1);
+        var batch = Run(single, 0, rows);
+        for (int threads = 2; threads <= 3; threads++)
+        {
+            using var ctx = Context.CreateCpu(threads, kernels);
+            Assert.That(Run(ctx, 0, rows), Is.EqualTo(batch), $"{threads} threads");
+        }
+        int rowBytes = outFeatures * sizeof(float);
+        for (int r = 0; r < rows; r++)
+            Assert.That(Run(single, r, 1), Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r} alone");
     }
 
     [Test]

@@ -11,7 +11,7 @@
  * rows of x. Each output's sum runs in the same order whatever rows it came with, so decode and prefill give
  * the same bits. The portable flavour runs the same integer sums in plain C. */
 
-enum { QROWS = 4 };
+enum { QROWS = 4, QPANEL = 8 };
 
 typedef struct quant_problem {
     const llmk_block_q8* xq; /* [rows][blocks] */
@@ -88,6 +88,64 @@ LLMK_INLINE void signed_blocks(int R, int32_t wtype, const char* w, const llmk_b
         const __m256i codes = signed_codes(wtype, w, b, &d);
         signed_block(R, codes, d, x, b, even);
     }
+}
+
+/* Q4_0 eight weight rows at a time, so that every lane of a vector is one output and neither scales nor
+ * sums are handled per block and row: block b of rows o..o+7 is turned by a 4x4 transpose of 32-bit words
+ * (per 128-bit lane) into codes[k], lane r holding elements 4k..4k+3 of row r (k < 4, low nibbles) or
+ * 16 + 4(k-4).. (high nibbles), unsigned 0..15; x's matching four bytes are broadcast to all lanes. The - 8
+ * of Q4_0 goes through the sums of x. Returns the eight scales. */
+LLMK_INLINE __m256 panel_codes_q4_0(const char* w, int64_t row_bytes, int64_t b, __m256i codes[8]) {
+    const llmk_block_q4_0* r[QPANEL];
+    for (int i = 0; i < QPANEL; i++)
+        r[i] = (const llmk_block_q4_0*)(w + i * row_bytes) + b;
+    const __m256i v0 = _mm256_loadu2_m128i((const __m128i*)r[4]->q, (const __m128i*)r[0]->q);
+    const __m256i v1 = _mm256_loadu2_m128i((const __m128i*)r[5]->q, (const __m128i*)r[1]->q);
+    const __m256i v2 = _mm256_loadu2_m128i((const __m128i*)r[6]->q, (const __m128i*)r[2]->q);
+    const __m256i v3 = _mm256_loadu2_m128i((const __m128i*)r[7]->q, (const __m128i*)r[3]->q);
+    const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+    const __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
+    const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    const __m256i low4 = _mm256_set1_epi8(0xF);
+    for (int k = 0; k < 4; k++) {
+        codes[k] = _mm256_and_si256(words[k], low4);
+        codes[4 + k] = _mm256_and_si256(_mm256_srli_epi16(words[k], 4), low4);
+    }
+    const __m128i d = _mm_setr_epi16((short)r[0]->d, (short)r[1]->d, (short)r[2]->d, (short)r[3]->d,
+                                     (short)r[4]->d, (short)r[5]->d, (short)r[6]->d, (short)r[7]->d);
+    return _mm256_cvtph_ps(d);
+}
+
+/* out[i][r] = row o + r of the weight . x[i], for R rows of x. Int16 sums of eight maddubs are exact:
+ * |15 * 127 * 2 * 8| < 2^15. One FMA per block and x row, in block order whatever R is. */
+LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+                                 int64_t blocks, float out[QROWS][QPANEL]) {
+    __m256 acc[QROWS];
+    for (int i = 0; i < R; i++)
+        acc[i] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < blocks; b++) {
+        __m256i codes[8];
+        const __m256 dw = panel_codes_q4_0(w, row_bytes, b, codes);
+        for (int i = 0; i < R; i++) {
+            const llmk_block_q8* xb = &x[i][b];
+            const int32_t* xw = (const int32_t*)xb->q;
+            __m256i s = _mm256_maddubs_epi16(codes[0], _mm256_set1_epi32(xw[0]));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[1], _mm256_set1_epi32(xw[1])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[2], _mm256_set1_epi32(xw[2])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[3], _mm256_set1_epi32(xw[3])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[4], _mm256_set1_epi32(xw[4])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[5], _mm256_set1_epi32(xw[5])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[6], _mm256_set1_epi32(xw[6])));
+            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[7], _mm256_set1_epi32(xw[7])));
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
+                                                 _mm256_set1_epi32(8 * (xb->sum[0] + xb->sum[1])));
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(dot), acc[i]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        _mm256_storeu_ps(out[i], acc[i]);
 }
 
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
@@ -202,6 +260,33 @@ LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_
         p->y[(r0 + i) * p->y_stride + o] = out[i] + bias;
 }
 
+#if defined(__AVX2__)
+/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0 weight rows. */
+LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
+    const llmk_block_q8* x[QROWS];
+    for (int i = 0; i < R; i++)
+        x[i] = p->xq + (r0 + i) * p->blocks;
+    float out[QROWS][QPANEL];
+    panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
+    for (int j = 0; j < QPANEL; j++) {
+        const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, (o + j) * p->bias->strides[0]) : 0.0f;
+        for (int i = 0; i < R; i++)
+            p->y[(r0 + i) * p->y_stride + o + j] = out[i][j] + bias;
+    }
+}
+#endif
+
+/* Whether weight rows o..o+QPANEL go through panel_outputs: which rows do depends on o and the weight only,
+ * so an output's sum is the same for any number of rows of x. */
+LLMK_INLINE bool in_panel(const quant_problem* p, int64_t o, int64_t outs) {
+#if defined(__AVX2__)
+    return p->wtype == LLMK_DTYPE_Q4_0 && o % QPANEL == 0 && o + QPANEL <= outs;
+#else
+    (void)p, (void)o, (void)outs;
+    return false;
+#endif
+}
+
 typedef struct quant_job {
     quant_problem p;
     int64_t rows, outs, row_block, chunk, chunks;
@@ -213,7 +298,17 @@ static void quant_item(void* arg, int64_t item, int thread) {
     const int64_t rb = item / job->chunks, c = item % job->chunks;
     const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
     const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
-    for (int64_t o = o0; o < o1; o++) {
+    int64_t o = o0;
+#if defined(__AVX2__)
+    for (; o < o1 && in_panel(&job->p, o, job->outs); o += QPANEL) {
+        int64_t r = r0;
+        for (; r + QROWS <= r1; r += QROWS)
+            panel_outputs(QROWS, &job->p, r, o);
+        if (r < r1)
+            panel_outputs((int)(r1 - r), &job->p, r, o);
+    }
+#endif
+    for (; o < o1; o++) {
         int64_t r = r0;
         for (; r + QROWS <= r1; r += QROWS)
             quant_outputs(QROWS, &job->p, r, o);
@@ -262,7 +357,7 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
     const int64_t min_chunk = 64 * 1024 / job.p.w_row_bytes;
     chunk = chunk < min_chunk ? min_chunk : chunk;
-    chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk;
+    chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk / QPANEL * QPANEL; /* panels never straddle chunks */
     job.row_block = row_block;
     job.chunk = chunk;
     job.chunks = (outs + chunk - 1) / chunk;
