@@ -90,62 +90,162 @@ LLMK_INLINE void signed_blocks(int R, int32_t wtype, const char* w, const llmk_b
     }
 }
 
-/* Q4_0 eight weight rows at a time, so that every lane of a vector is one output and neither scales nor
- * sums are handled per block and row: block b of rows o..o+7 is turned by a 4x4 transpose of 32-bit words
- * (per 128-bit lane) into codes[k], lane r holding elements 4k..4k+3 of row r (k < 4, low nibbles) or
- * 16 + 4(k-4).. (high nibbles), unsigned 0..15; x's matching four bytes are broadcast to all lanes. The - 8
- * of Q4_0 goes through the sums of x. Returns the eight scales. */
-LLMK_INLINE __m256 panel_codes_q4_0(const char* w, int64_t row_bytes, int64_t b, __m256i codes[8]) {
-    const llmk_block_q4_0* r[QPANEL];
-    for (int i = 0; i < QPANEL; i++)
-        r[i] = (const llmk_block_q4_0*)(w + i * row_bytes) + b;
-    const __m256i v0 = _mm256_loadu2_m128i((const __m128i*)r[4]->q, (const __m128i*)r[0]->q);
-    const __m256i v1 = _mm256_loadu2_m128i((const __m128i*)r[5]->q, (const __m128i*)r[1]->q);
-    const __m256i v2 = _mm256_loadu2_m128i((const __m128i*)r[6]->q, (const __m128i*)r[2]->q);
-    const __m256i v3 = _mm256_loadu2_m128i((const __m128i*)r[7]->q, (const __m128i*)r[3]->q);
+/* Q4_0 and Q4_K take eight weight rows at a time, so that every lane of a vector is one output and the
+ * scales and sums are handled once per eight rows, not per row and block. Sixteen bytes of each row are turned
+ * by a 4x4 transpose of 32-bit words (per 128-bit lane) into words[k], lane r holding word k of row r; x's
+ * matching four bytes are broadcast to all lanes. p[r] points at row r's bytes. */
+LLMK_INLINE void panel_words(const uint8_t* const p[QPANEL], int64_t offset, __m256i words[4]) {
+    const __m256i v0 = _mm256_loadu2_m128i((const __m128i*)(p[4] + offset), (const __m128i*)(p[0] + offset));
+    const __m256i v1 = _mm256_loadu2_m128i((const __m128i*)(p[5] + offset), (const __m128i*)(p[1] + offset));
+    const __m256i v2 = _mm256_loadu2_m128i((const __m128i*)(p[6] + offset), (const __m128i*)(p[2] + offset));
+    const __m256i v3 = _mm256_loadu2_m128i((const __m128i*)(p[7] + offset), (const __m128i*)(p[3] + offset));
     const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
     const __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
-    const __m256i words[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
-                              _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    words[0] = _mm256_unpacklo_epi64(t0, t2);
+    words[1] = _mm256_unpackhi_epi64(t0, t2);
+    words[2] = _mm256_unpacklo_epi64(t1, t3);
+    words[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+/* The eight rows' f16 scales at p[r] + offset, as floats (inserted one by one: a vector load of eight
+ * scalar stores would wait for them). */
+LLMK_INLINE __m256 panel_scales(const uint8_t* const p[QPANEL], int64_t offset) {
+    uint16_t h[QPANEL];
+    for (int r = 0; r < QPANEL; r++)
+        memcpy(&h[r], p[r] + offset, sizeof h[r]);
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)h[0], (short)h[1], (short)h[2], (short)h[3], (short)h[4],
+                                          (short)h[5], (short)h[6], (short)h[7]));
+}
+
+/* The eight rows' 32-bit words at p[r] + offset, lane r. */
+LLMK_INLINE __m256i panel_word(const uint8_t* const p[QPANEL], int64_t offset) {
+    int32_t v[QPANEL];
+    for (int r = 0; r < QPANEL; r++)
+        memcpy(&v[r], p[r] + offset, sizeof v[r]);
+    return _mm256_setr_epi32(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+}
+
+/* sum over k of codes[k] (unsigned, lane r: four codes of row r) times x's word k (signed), in int16 per lane
+ * pair: exact, |15 * 127 * 2 * 8| < 2^15. */
+LLMK_INLINE __m256i panel_dot16(const __m256i codes[8], const llmk_block_q8* xb) {
+    const int32_t* xw = (const int32_t*)xb->q;
+    __m256i s = _mm256_maddubs_epi16(codes[0], _mm256_set1_epi32(xw[0]));
+    for (int k = 1; k < 8; k++)
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[k], _mm256_set1_epi32(xw[k])));
+    return s;
+}
+
+/* The next panel's bytes (contiguous when the rows are), fetched at the rate this one is read: eight rows
+ * make eight streams too short for the hardware prefetcher to pick up. */
+LLMK_INLINE void prefetch_span(const char* p, int64_t bytes) {
+    for (int64_t i = 0; i < bytes; i += 64)
+        _mm_prefetch(p + i, _MM_HINT_T0);
+}
+
+/* Codes of a Q4_0 block (lane r: codes[k] elements 4k..4k+3 of row r for k < 4, from the low nibbles;
+ * elements 16 + 4(k-4).. from the high ones): unsigned 0..15, the - 8 applied through the sums of x. */
+LLMK_INLINE void nibble_codes(const __m256i words[4], __m256i codes[8]) {
     const __m256i low4 = _mm256_set1_epi8(0xF);
     for (int k = 0; k < 4; k++) {
         codes[k] = _mm256_and_si256(words[k], low4);
         codes[4 + k] = _mm256_and_si256(_mm256_srli_epi16(words[k], 4), low4);
     }
-    const __m128i d = _mm_setr_epi16((short)r[0]->d, (short)r[1]->d, (short)r[2]->d, (short)r[3]->d,
-                                     (short)r[4]->d, (short)r[5]->d, (short)r[6]->d, (short)r[7]->d);
-    return _mm256_cvtph_ps(d);
 }
 
-/* out[i][r] = row o + r of the weight . x[i], for R rows of x. Int16 sums of eight maddubs are exact:
- * |15 * 127 * 2 * 8| < 2^15. One FMA per block and x row, in block order whatever R is. */
+/* out[i][r] = (weight row o + r) . x[i] for R rows of x; one FMA per block and x row, in block order
+ * whatever R is. */
 LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
                                  int64_t blocks, float out[QROWS][QPANEL]) {
     __m256 acc[QROWS];
     for (int i = 0; i < R; i++)
         acc[i] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q4_0);
     for (int64_t b = 0; b < blocks; b++) {
-        __m256i codes[8];
-        const __m256 dw = panel_codes_q4_0(w, row_bytes, b, codes);
+        prefetch_span(w + QPANEL * row_bytes + b * step, step);
+        const uint8_t* p[QPANEL];
+        for (int r = 0; r < QPANEL; r++)
+            p[r] = (const uint8_t*)((const llmk_block_q4_0*)(w + r * row_bytes) + b);
+        __m256i words[4], codes[8];
+        panel_words(p, offsetof(llmk_block_q4_0, q), words);
+        nibble_codes(words, codes);
+        const __m256 dw = panel_scales(p, offsetof(llmk_block_q4_0, d));
         for (int i = 0; i < R; i++) {
             const llmk_block_q8* xb = &x[i][b];
-            const int32_t* xw = (const int32_t*)xb->q;
-            __m256i s = _mm256_maddubs_epi16(codes[0], _mm256_set1_epi32(xw[0]));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[1], _mm256_set1_epi32(xw[1])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[2], _mm256_set1_epi32(xw[2])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[3], _mm256_set1_epi32(xw[3])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[4], _mm256_set1_epi32(xw[4])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[5], _mm256_set1_epi32(xw[5])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[6], _mm256_set1_epi32(xw[6])));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[7], _mm256_set1_epi32(xw[7])));
-            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s, ones),
+            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(panel_dot16(codes, xb), ones),
                                                  _mm256_set1_epi32(8 * (xb->sum[0] + xb->sum[1])));
             acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(dot), acc[i]);
         }
     }
     for (int i = 0; i < R; i++)
         _mm256_storeu_ps(out[i], acc[i]);
+}
+
+/* Bytes first and second (0..3) of every 32-bit lane, widened to the lane's two int16. */
+LLMK_INLINE __m256i lane_bytes16(__m256i v, int first, int second) {
+    const __m256i base = _mm256_setr_epi8(0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12, -1,
+                                          0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12, -1);
+    return _mm256_shuffle_epi8(v, _mm256_add_epi8(base, _mm256_set1_epi32(first | second << 16)));
+}
+
+/* A Q4_K panel: per super-block, the 6-bit scales and mins of the eight rows unpacked side by side (lane r,
+ * byte j: sub-block j of row r), the codes of each sub-block times its scale in int32, the mins through the
+ * sums of x; one FMA per super-block and x row. */
+LLMK_INLINE void panel_dots_q4_k(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+                                 int64_t blocks, float out[QROWS][QPANEL]) {
+    __m256 acc[QROWS], offset[QROWS];
+    for (int i = 0; i < R; i++)
+        acc[i] = offset[i] = _mm256_setzero_ps();
+    const __m256i low6 = _mm256_set1_epi8(0x3F), low4 = _mm256_set1_epi8(0xF), low2 = _mm256_set1_epi8(3);
+    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q4_k);
+    for (int64_t s = 0; s < blocks / 8; s++) {
+        prefetch_span(w + QPANEL * row_bytes + s * step, step);
+        const uint8_t* p[QPANEL];
+        for (int r = 0; r < QPANEL; r++)
+            p[r] = (const uint8_t*)((const llmk_block_q4_k*)(w + r * row_bytes) + s);
+        /* scales[0..11] of row r as three words a, b, c in lane r: sub-block j < 4 has scale a_j & 63 and min
+         * b_j & 63; j >= 4 has scale c_j & 15 | a_j >> 6 << 4 and min c_j >> 4 | b_j >> 6 << 4. */
+        const int64_t scales = offsetof(llmk_block_q4_k, scales);
+        const __m256i va = panel_word(p, scales), vb = panel_word(p, scales + 4), vc = panel_word(p, scales + 8);
+        const __m256i scale_lo = _mm256_and_si256(va, low6), min_lo = _mm256_and_si256(vb, low6);
+        const __m256i scale_hi = _mm256_or_si256(_mm256_and_si256(vc, low4),
+                                                 _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(va, 6), low2), 4));
+        const __m256i min_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(vc, 4), low4),
+                                               _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(vb, 6), low2), 4));
+        __m256i sums[QROWS];
+        for (int i = 0; i < R; i++)
+            sums[i] = _mm256_setzero_si256();
+        for (int pair = 0; pair < 4; pair++) {
+            __m256i wq[8];
+            panel_words(p, offsetof(llmk_block_q4_k, q) + 32 * pair, wq);
+            panel_words(p, offsetof(llmk_block_q4_k, q) + 32 * pair + 16, wq + 4);
+            for (int half = 0; half < 2; half++) {
+                const int j = 2 * pair + half;
+                __m256i codes[8];
+                for (int k = 0; k < 8; k++)
+                    codes[k] = _mm256_and_si256(half ? _mm256_srli_epi16(wq[k], 4) : wq[k], low4);
+                const __m256i scale = lane_bytes16(j < 4 ? scale_lo : scale_hi, j & 3, j & 3);
+                for (int i = 0; i < R; i++)
+                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(panel_dot16(codes, &x[i][8 * s + j]), scale));
+            }
+        }
+        const __m256 d = panel_scales(p, offsetof(llmk_block_q4_k, d)), dmin = panel_scales(p, offsetof(llmk_block_q4_k, dmin));
+        const __m256i mins[4] = {lane_bytes16(min_lo, 0, 1), lane_bytes16(min_lo, 2, 3), lane_bytes16(min_hi, 0, 1),
+                                 lane_bytes16(min_hi, 2, 3)};
+        for (int i = 0; i < R; i++) {
+            const llmk_block_q8* xb = &x[i][8 * s];
+            __m256i m = _mm256_setzero_si256();
+            for (int q = 0; q < 4; q++) {
+                const int lo = xb[2 * q].sum[0] + xb[2 * q].sum[1], hi = xb[2 * q + 1].sum[0] + xb[2 * q + 1].sum[1];
+                m = _mm256_add_epi32(m, _mm256_madd_epi16(mins[q], _mm256_set1_epi32((int32_t)(((uint32_t)lo & 0xFFFF) | (uint32_t)hi << 16))));
+            }
+            const __m256 dx = _mm256_set1_ps(xb->d);
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, dx), _mm256_cvtepi32_ps(sums[i]), acc[i]);
+            offset[i] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, dx), _mm256_cvtepi32_ps(m), offset[i]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        _mm256_storeu_ps(out[i], _mm256_add_ps(acc[i], offset[i]));
 }
 
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
@@ -261,13 +361,16 @@ LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_
 }
 
 #if defined(__AVX2__)
-/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0 weight rows. */
+/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0 or Q4_K weight rows. */
 LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
     const llmk_block_q8* x[QROWS];
     for (int i = 0; i < R; i++)
         x[i] = p->xq + (r0 + i) * p->blocks;
     float out[QROWS][QPANEL];
-    panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
+    if (p->wtype == LLMK_DTYPE_Q4_0)
+        panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
+    else
+        panel_dots_q4_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
     for (int j = 0; j < QPANEL; j++) {
         const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, (o + j) * p->bias->strides[0]) : 0.0f;
         for (int i = 0; i < R; i++)
@@ -280,7 +383,7 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
  * so an output's sum is the same for any number of rows of x. */
 LLMK_INLINE bool in_panel(const quant_problem* p, int64_t o, int64_t outs) {
 #if defined(__AVX2__)
-    return p->wtype == LLMK_DTYPE_Q4_0 && o % QPANEL == 0 && o + QPANEL <= outs;
+    return (p->wtype == LLMK_DTYPE_Q4_0 || p->wtype == LLMK_DTYPE_Q4_K) && o % QPANEL == 0 && o + QPANEL <= outs;
 #else
     (void)p, (void)o, (void)outs;
     return false;
