@@ -407,8 +407,12 @@ static void quant_item(void* arg, int64_t item, int thread) {
         int64_t r = r0;
         for (; r + QROWS <= r1; r += QROWS)
             panel_outputs(QROWS, &job->p, r, o);
-        if (r < r1)
-            panel_outputs((int)(r1 - r), &job->p, r, o);
+        switch (r1 - r) { /* R a constant in each, so that the accumulators stay in registers */
+        case 3: panel_outputs(3, &job->p, r, o); break;
+        case 2: panel_outputs(2, &job->p, r, o); break;
+        case 1: panel_outputs(1, &job->p, r, o); break;
+        default: break;
+        }
     }
 #endif
     for (; o < o1; o++) {
