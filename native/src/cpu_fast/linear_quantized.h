@@ -248,6 +248,94 @@ LLMK_INLINE void panel_dots_q4_k(int R, const char* w, int64_t row_bytes, const 
         _mm256_storeu_ps(out[i], _mm256_add_ps(acc[i], offset[i]));
 }
 
+/* Bytes first and second (0..3) of every 32-bit lane, sign-extended to the lane's two int16. */
+LLMK_INLINE __m256i lane_bytes16_signed(__m256i v, int first, int second) {
+    const __m256i base = _mm256_setr_epi8(-1, 0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12,
+                                          -1, 0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12);
+    const __m256i high = _mm256_shuffle_epi8(v, _mm256_add_epi8(base, _mm256_set1_epi32(first << 8 | second << 24)));
+    return _mm256_srai_epi16(high, 8);
+}
+
+/* Elements 128 h + 32 c .. + 32 of a Q6_K panel (c a constant where inlined): the codes q + 32 (0..63) from
+ * the low plane's words ql and the high plane's qh, times the int8 scale of each 16 into sums, and the
+ * scales times the sums of x into corrections (the - 32). Int16 holds two maddubs: |63 * 127 * 2 * 2| < 2^15. */
+LLMK_INLINE void q6_k_chunk(int R, int c, const __m256i ql[8], const __m256i qh[8], __m256i scales,
+                            const llmk_block_q8* const* xb, __m256i* sums, __m256i* corrections) {
+    const __m256i low4 = _mm256_set1_epi8(0xF), bits45 = _mm256_set1_epi8(0x30);
+    __m256i u[8];
+    for (int k = 0; k < 8; k++) {
+        const __m256i lo = _mm256_and_si256(c >> 1 ? _mm256_srli_epi16(ql[k], 4) : ql[k], low4);
+        const __m256i hi = c == 0 ? _mm256_slli_epi16(qh[k], 4) : c == 1 ? _mm256_slli_epi16(qh[k], 2)
+                         : c == 2 ? qh[k] : _mm256_srli_epi16(qh[k], 2);
+        u[k] = _mm256_or_si256(lo, _mm256_and_si256(hi, bits45));
+    }
+    const int b = 2 * (c & 1);
+    const __m256i sa = lane_bytes16_signed(scales, b, b), sb = lane_bytes16_signed(scales, b + 1, b + 1),
+                  pair = lane_bytes16_signed(scales, b, b + 1);
+    for (int i = 0; i < R; i++) {
+        const int32_t* xw = (const int32_t*)xb[i]->q;
+        __m256i t = _mm256_setzero_si256();
+        for (int k = 0; k < 8; k += 2) {
+            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u[k], _mm256_set1_epi32(xw[k])),
+                                                 _mm256_maddubs_epi16(u[k + 1], _mm256_set1_epi32(xw[k + 1])));
+            t = _mm256_add_epi32(t, _mm256_madd_epi16(s16, k < 4 ? sa : sb));
+        }
+        sums[i] = _mm256_add_epi32(sums[i], t);
+        const uint32_t xs = ((uint32_t)xb[i]->sum[0] & 0xFFFF) | (uint32_t)xb[i]->sum[1] << 16;
+        corrections[i] = _mm256_add_epi32(corrections[i], _mm256_madd_epi16(pair, _mm256_set1_epi32((int32_t)xs)));
+    }
+}
+
+/* A Q6_K panel, per super-block: the chunks' int32 sums less 32 times the corrections, one FMA per x row. */
+LLMK_INLINE void panel_dots_q6_k(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+                                 int64_t blocks, float out[QROWS][QPANEL]) {
+    __m256 acc[QROWS];
+    for (int i = 0; i < R; i++)
+        acc[i] = _mm256_setzero_ps();
+    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q6_k);
+    for (int64_t s = 0; s < blocks / 8; s++) {
+        prefetch_span(w + QPANEL * row_bytes + s * step, step);
+        const uint8_t* p[QPANEL];
+        for (int r = 0; r < QPANEL; r++)
+            p[r] = (const uint8_t*)((const llmk_block_q6_k*)(w + r * row_bytes) + s);
+        __m256i scales[4]; /* lane r: scales 4k..4k+3 of row r */
+        panel_words(p, offsetof(llmk_block_q6_k, scales), scales);
+        __m256i sums[QROWS], corrections[QROWS];
+        for (int i = 0; i < R; i++)
+            sums[i] = corrections[i] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const int64_t qh_at = offsetof(llmk_block_q6_k, qh) + 32 * h, ql_at = offsetof(llmk_block_q6_k, ql) + 64 * h;
+            __m256i qh[8], ql[8];
+            panel_words(p, qh_at, qh);
+            panel_words(p, qh_at + 16, qh + 4);
+            const llmk_block_q8* xb[QROWS];
+            for (int half = 0; half < 2; half++) {
+                panel_words(p, ql_at + 32 * half, ql);
+                panel_words(p, ql_at + 32 * half + 16, ql + 4);
+                for (int i = 0; i < R; i++)
+                    xb[i] = &x[i][8 * s + 4 * h + half];
+                if (half == 0)
+                    q6_k_chunk(R, 0, ql, qh, scales[2 * h], xb, sums, corrections);
+                else
+                    q6_k_chunk(R, 1, ql, qh, scales[2 * h], xb, sums, corrections);
+                for (int i = 0; i < R; i++)
+                    xb[i] += 2;
+                if (half == 0)
+                    q6_k_chunk(R, 2, ql, qh, scales[2 * h + 1], xb, sums, corrections);
+                else
+                    q6_k_chunk(R, 3, ql, qh, scales[2 * h + 1], xb, sums, corrections);
+            }
+        }
+        const __m256 d = panel_scales(p, offsetof(llmk_block_q6_k, d));
+        for (int i = 0; i < R; i++) {
+            const __m256i dot = _mm256_sub_epi32(sums[i], _mm256_slli_epi32(corrections[i], 5));
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(x[i][8 * s].d)), _mm256_cvtepi32_ps(dot), acc[i]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        _mm256_storeu_ps(out[i], acc[i]);
+}
+
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
                             float out[QROWS]) {
     __m256 acc[QROWS];
@@ -361,7 +449,7 @@ LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_
 }
 
 #if defined(__AVX2__)
-/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0 or Q4_K weight rows. */
+/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0, Q4_K or Q6_K weight rows. */
 LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
     const llmk_block_q8* x[QROWS];
     for (int i = 0; i < R; i++)
@@ -369,8 +457,10 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
     float out[QROWS][QPANEL];
     if (p->wtype == LLMK_DTYPE_Q4_0)
         panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
-    else
+    else if (p->wtype == LLMK_DTYPE_Q4_K)
         panel_dots_q4_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
+    else
+        panel_dots_q6_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
     for (int j = 0; j < QPANEL; j++) {
         const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, (o + j) * p->bias->strides[0]) : 0.0f;
         for (int i = 0; i < R; i++)
@@ -383,7 +473,7 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
  * so an output's sum is the same for any number of rows of x. */
 LLMK_INLINE bool in_panel(const quant_problem* p, int64_t o, int64_t outs) {
 #if defined(__AVX2__)
-    return (p->wtype == LLMK_DTYPE_Q4_0 || p->wtype == LLMK_DTYPE_Q4_K) && o % QPANEL == 0 && o + QPANEL <= outs;
+    return p->wtype != LLMK_DTYPE_Q8_0 && o % QPANEL == 0 && o + QPANEL <= outs;
 #else
     (void)p, (void)o, (void)outs;
     return false;
