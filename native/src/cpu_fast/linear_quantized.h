@@ -181,6 +181,41 @@ LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const 
         _mm256_storeu_ps(out[i], acc[i]);
 }
 
+/* A Q8_0 panel: signed codes, made unsigned by moving their signs onto x's broadcast words; int32 per word,
+ * since two maddubs of 8-bit codes can overflow int16. One FMA per block and x row. */
+LLMK_INLINE void panel_dots_q8_0(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+                                 int64_t blocks, float out[QROWS][QPANEL]) {
+    __m256 acc[QROWS];
+    for (int i = 0; i < R; i++)
+        acc[i] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q8_0);
+    for (int64_t b = 0; b < blocks; b++) {
+        prefetch_span(w + QPANEL * row_bytes + b * step, step);
+        const uint8_t* p[QPANEL];
+        for (int r = 0; r < QPANEL; r++)
+            p[r] = (const uint8_t*)((const llmk_block_q8_0*)(w + r * row_bytes) + b);
+        __m256i codes[8], magnitudes[8];
+        panel_words(p, offsetof(llmk_block_q8_0, q), codes);
+        panel_words(p, offsetof(llmk_block_q8_0, q) + 16, codes + 4);
+        for (int k = 0; k < 8; k++)
+            magnitudes[k] = _mm256_sign_epi8(codes[k], codes[k]);
+        const __m256 dw = panel_scales(p, offsetof(llmk_block_q8_0, d));
+        for (int i = 0; i < R; i++) {
+            const llmk_block_q8* xb = &x[i][b];
+            const int32_t* xw = (const int32_t*)xb->q;
+            __m256i dot = _mm256_setzero_si256();
+            for (int k = 0; k < 8; k++) {
+                const __m256i signed_x = _mm256_sign_epi8(_mm256_set1_epi32(xw[k]), codes[k]);
+                dot = _mm256_add_epi32(dot, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes[k], signed_x), ones));
+            }
+            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(dot), acc[i]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        _mm256_storeu_ps(out[i], acc[i]);
+}
+
 /* Bytes first and second (0..3) of every 32-bit lane, widened to the lane's two int16. */
 LLMK_INLINE __m256i lane_bytes16(__m256i v, int first, int second) {
     const __m256i base = _mm256_setr_epi8(0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12, -1,
@@ -455,7 +490,9 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
     for (int i = 0; i < R; i++)
         x[i] = p->xq + (r0 + i) * p->blocks;
     float out[QROWS][QPANEL];
-    if (p->wtype == LLMK_DTYPE_Q4_0)
+    if (p->wtype == LLMK_DTYPE_Q8_0)
+        panel_dots_q8_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
+    else if (p->wtype == LLMK_DTYPE_Q4_0)
         panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
     else if (p->wtype == LLMK_DTYPE_Q4_K)
         panel_dots_q4_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
@@ -473,7 +510,7 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
  * so an output's sum is the same for any number of rows of x. */
 LLMK_INLINE bool in_panel(const quant_problem* p, int64_t o, int64_t outs) {
 #if defined(__AVX2__)
-    return p->wtype != LLMK_DTYPE_Q8_0 && o % QPANEL == 0 && o + QPANEL <= outs;
+    return o % QPANEL == 0 && o + QPANEL <= outs;
 #else
     (void)p, (void)o, (void)outs;
     return false;
