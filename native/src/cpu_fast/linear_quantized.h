@@ -2,14 +2,14 @@
  * translation unit; see simd.h).
  *
  * As the contract says, x is first rounded to 8 bits (core/quant.c, once per call: one scale per 32, or per
- * 256 before a K-quant), so every
- * product is of two small integers: 32 at a time by AVX2's maddubs (unsigned x signed bytes -> pairs summed
- * in int16, exact: |w| <= 128, |q| <= 127), then madd to int32 and one f32 FMA per block of 32 (Q8_0, Q4_0)
+ * 256 before a K-quant), so every product is of two small integers: by AVX2's maddubs (unsigned x signed
+ * bytes -> pairs summed in int16, exact), then madd to int32, with one f32 FMA per block of 32 (Q8_0, Q4_0)
  * or, since x then shares one scale per 256, per super-block of a K-quant, whose sub-block scales multiply
  * the int32 sums.
- * Weights are read where they lie (the memory-mapped file) and unpacked in registers once for up to QROWS
- * rows of x. Each output's sum runs in the same order whatever rows it came with, so decode and prefill give
- * the same bits. The portable flavour runs the same integer sums in plain C. */
+ * Weights are read where they lie (the memory-mapped file), eight rows at a time turned in registers so that
+ * each lane is one output, and reused for up to QROWS rows of x. Each output's sum runs in the same order
+ * whatever rows it came with, so decode and prefill give the same bits. The portable flavour runs the same
+ * integer sums in plain C, a row at a time. */
 
 enum { QROWS = 4, QPANEL = 8 };
 
@@ -18,82 +18,31 @@ typedef struct quant_problem {
     int64_t blocks;          /* per row: in_features / 32 */
     const char* w;
     int32_t wtype;
-    int64_t w_row_bytes;
+    int64_t w_row_bytes, outs;
     const llmk_tensor* bias;
     float* y;
     int64_t y_stride;
 } quant_problem;
 
-/* A block's f16 scale, by F16C where there is AVX2 (a call per block costs a third of the time). */
-LLMK_INLINE float scale_of(uint16_t h) {
 #if defined(__AVX2__)
-    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); /* a move, not _cvtsh_ss's insert into a live register */
-#else
-    return llmk_f16_to_float(h);
-#endif
+/* AVX2 takes eight weight rows at a time (a panel), so that every lane of a vector is one output and the
+ * scales and sums are handled once per eight rows, not per row and block. A panel at the end of the weight
+ * repeats its last row in the lanes past it: lanes never mix, so an output's bits do not depend on which
+ * rows share its panel. */
+typedef struct panel {
+    const char* row[QPANEL];
+    const char* next; /* the next panel, prefetched */
+} panel;
+
+/* The blocks at byte offset `offset` of each row of a panel. */
+LLMK_INLINE void panel_at(const panel* pn, int64_t offset, const uint8_t* p[QPANEL]) {
+    for (int r = 0; r < QPANEL; r++)
+        p[r] = (const uint8_t*)pn->row[r] + offset;
 }
 
-#if defined(__AVX2__)
-LLMK_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* unsigned bytes u times signed bytes s, summed in int32 over each group of four. */
-LLMK_INLINE __m256i dot_u8_i8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-LLMK_INLINE __m256i load32(const void* p) { return _mm256_loadu_si256((const __m256i*)p); }
-
-/* Q8_0 and Q4_0 share this: w are signed bytes, made unsigned by moving the sign onto x. */
-LLMK_INLINE void signed_block(int R, __m256i w, float dw, const llmk_block_q8* const* x, int64_t b, __m256* acc) {
-    const __m256i u = _mm256_sign_epi8(w, w);
-    for (int i = 0; i < R; i++) {
-        const __m256i s = _mm256_sign_epi8(load32(x[i][b].q), w);
-        acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[i][b].d), _mm256_cvtepi32_ps(dot_u8_i8(u, s)), acc[i]);
-    }
-}
-
-/* Block b of a Q8_0 or Q4_0 row: its codes as signed bytes (Q4_0: elements 0..15 from the low nibbles, 16..31
- * from the high ones, - 8) and its scale. */
-LLMK_INLINE __m256i signed_codes(int32_t wtype, const char* w, int64_t b, float* d) {
-    if (wtype == LLMK_DTYPE_Q8_0) {
-        const llmk_block_q8_0* wb = (const llmk_block_q8_0*)w + b;
-        *d = scale_of(wb->d);
-        return load32(wb->q);
-    }
-    const llmk_block_q4_0* wb = (const llmk_block_q4_0*)w + b;
-    *d = scale_of(wb->d);
-    const __m128i packed = _mm_loadu_si128((const __m128i*)wb->q);
-    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0xF));
-    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-}
-
-/* A Q8_0 or Q4_0 row (wtype a constant where inlined): an FMA per block, even and odd blocks into two
- * accumulators so that a row is not held to the FMA's latency (decode is one row). */
-LLMK_INLINE void signed_blocks(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
-                               __m256* even, __m256* odd) {
-    float d;
-    int64_t b = 0;
-    for (; b + 1 < blocks; b += 2) {
-        __m256i codes = signed_codes(wtype, w, b, &d);
-        signed_block(R, codes, d, x, b, even);
-        codes = signed_codes(wtype, w, b + 1, &d);
-        signed_block(R, codes, d, x, b + 1, odd);
-    }
-    if (b < blocks) {
-        const __m256i codes = signed_codes(wtype, w, b, &d);
-        signed_block(R, codes, d, x, b, even);
-    }
-}
-
-/* Q4_0 and Q4_K take eight weight rows at a time, so that every lane of a vector is one output and the
- * scales and sums are handled once per eight rows, not per row and block. Sixteen bytes of each row are turned
- * by a 4x4 transpose of 32-bit words (per 128-bit lane) into words[k], lane r holding word k of row r; x's
- * matching four bytes are broadcast to all lanes. p[r] points at row r's bytes. */
+/* Sixteen bytes of each row, turned by a 4x4 transpose of 32-bit words (per 128-bit lane) into words[k], lane
+ * r holding word k of row r; x's matching four bytes are then broadcast to all lanes. p[r] points at row r's
+ * bytes. */
 LLMK_INLINE void panel_words(const uint8_t* const p[QPANEL], int64_t offset, __m256i words[4]) {
     const __m256i v0 = _mm256_loadu2_m128i((const __m128i*)(p[4] + offset), (const __m128i*)(p[0] + offset));
     const __m256i v1 = _mm256_loadu2_m128i((const __m128i*)(p[5] + offset), (const __m128i*)(p[1] + offset));
@@ -154,7 +103,7 @@ LLMK_INLINE void nibble_codes(const __m256i words[4], __m256i codes[8]) {
 
 /* out[i][r] = (weight row o + r) . x[i] for R rows of x; one FMA per block and x row, in block order
  * whatever R is. */
-LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+LLMK_INLINE void panel_dots_q4_0(int R, const panel* pn, const llmk_block_q8* const* x,
                                  int64_t blocks, float out[QROWS][QPANEL]) {
     __m256 acc[QROWS];
     for (int i = 0; i < R; i++)
@@ -162,10 +111,9 @@ LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const 
     const __m256i ones = _mm256_set1_epi16(1);
     const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q4_0);
     for (int64_t b = 0; b < blocks; b++) {
-        prefetch_span(w + QPANEL * row_bytes + b * step, step);
+        prefetch_span(pn->next + b * step, step);
         const uint8_t* p[QPANEL];
-        for (int r = 0; r < QPANEL; r++)
-            p[r] = (const uint8_t*)((const llmk_block_q4_0*)(w + r * row_bytes) + b);
+        panel_at(pn, b * (int64_t)sizeof(llmk_block_q4_0), p);
         __m256i words[4], codes[8];
         panel_words(p, offsetof(llmk_block_q4_0, q), words);
         nibble_codes(words, codes);
@@ -183,7 +131,7 @@ LLMK_INLINE void panel_dots_q4_0(int R, const char* w, int64_t row_bytes, const 
 
 /* A Q8_0 panel: signed codes, made unsigned by moving their signs onto x's broadcast words; int32 per word,
  * since two maddubs of 8-bit codes can overflow int16. One FMA per block and x row. */
-LLMK_INLINE void panel_dots_q8_0(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+LLMK_INLINE void panel_dots_q8_0(int R, const panel* pn, const llmk_block_q8* const* x,
                                  int64_t blocks, float out[QROWS][QPANEL]) {
     __m256 acc[QROWS];
     for (int i = 0; i < R; i++)
@@ -191,10 +139,9 @@ LLMK_INLINE void panel_dots_q8_0(int R, const char* w, int64_t row_bytes, const 
     const __m256i ones = _mm256_set1_epi16(1);
     const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q8_0);
     for (int64_t b = 0; b < blocks; b++) {
-        prefetch_span(w + QPANEL * row_bytes + b * step, step);
+        prefetch_span(pn->next + b * step, step);
         const uint8_t* p[QPANEL];
-        for (int r = 0; r < QPANEL; r++)
-            p[r] = (const uint8_t*)((const llmk_block_q8_0*)(w + r * row_bytes) + b);
+        panel_at(pn, b * (int64_t)sizeof(llmk_block_q8_0), p);
         __m256i codes[8], magnitudes[8];
         panel_words(p, offsetof(llmk_block_q8_0, q), codes);
         panel_words(p, offsetof(llmk_block_q8_0, q) + 16, codes + 4);
@@ -226,7 +173,7 @@ LLMK_INLINE __m256i lane_bytes16(__m256i v, int first, int second) {
 /* A Q4_K panel: per super-block, the 6-bit scales and mins of the eight rows unpacked side by side (lane r,
  * byte j: sub-block j of row r), the codes of each sub-block times its scale in int32, the mins through the
  * sums of x; one FMA per super-block and x row. */
-LLMK_INLINE void panel_dots_q4_k(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+LLMK_INLINE void panel_dots_q4_k(int R, const panel* pn, const llmk_block_q8* const* x,
                                  int64_t blocks, float out[QROWS][QPANEL]) {
     __m256 acc[QROWS], offset[QROWS];
     for (int i = 0; i < R; i++)
@@ -234,10 +181,9 @@ LLMK_INLINE void panel_dots_q4_k(int R, const char* w, int64_t row_bytes, const 
     const __m256i low6 = _mm256_set1_epi8(0x3F), low4 = _mm256_set1_epi8(0xF), low2 = _mm256_set1_epi8(3);
     const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q4_k);
     for (int64_t s = 0; s < blocks / 8; s++) {
-        prefetch_span(w + QPANEL * row_bytes + s * step, step);
+        prefetch_span(pn->next + s * step, step);
         const uint8_t* p[QPANEL];
-        for (int r = 0; r < QPANEL; r++)
-            p[r] = (const uint8_t*)((const llmk_block_q4_k*)(w + r * row_bytes) + s);
+        panel_at(pn, s * (int64_t)sizeof(llmk_block_q4_k), p);
         /* scales[0..11] of row r as three words a, b, c in lane r: sub-block j < 4 has scale a_j & 63 and min
          * b_j & 63; j >= 4 has scale c_j & 15 | a_j >> 6 << 4 and min c_j >> 4 | b_j >> 6 << 4. */
         const int64_t scales = offsetof(llmk_block_q4_k, scales);
@@ -322,17 +268,16 @@ LLMK_INLINE void q6_k_chunk(int R, int c, const __m256i ql[8], const __m256i qh[
 }
 
 /* A Q6_K panel, per super-block: the chunks' int32 sums less 32 times the corrections, one FMA per x row. */
-LLMK_INLINE void panel_dots_q6_k(int R, const char* w, int64_t row_bytes, const llmk_block_q8* const* x,
+LLMK_INLINE void panel_dots_q6_k(int R, const panel* pn, const llmk_block_q8* const* x,
                                  int64_t blocks, float out[QROWS][QPANEL]) {
     __m256 acc[QROWS];
     for (int i = 0; i < R; i++)
         acc[i] = _mm256_setzero_ps();
     const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q6_k);
     for (int64_t s = 0; s < blocks / 8; s++) {
-        prefetch_span(w + QPANEL * row_bytes + s * step, step);
+        prefetch_span(pn->next + s * step, step);
         const uint8_t* p[QPANEL];
-        for (int r = 0; r < QPANEL; r++)
-            p[r] = (const uint8_t*)((const llmk_block_q6_k*)(w + r * row_bytes) + s);
+        panel_at(pn, s * (int64_t)sizeof(llmk_block_q6_k), p);
         __m256i scales[4]; /* lane r: scales 4k..4k+3 of row r */
         panel_words(p, offsetof(llmk_block_q6_k, scales), scales);
         __m256i sums[QROWS], corrections[QROWS];
@@ -371,89 +316,29 @@ LLMK_INLINE void panel_dots_q6_k(int R, const char* w, int64_t row_bytes, const 
         _mm256_storeu_ps(out[i], acc[i]);
 }
 
-LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
-                            float out[QROWS]) {
-    __m256 acc[QROWS];
-    float offset[QROWS]; /* Q4_K's mins and Q6_K's -32, applied through the sums of x */
-    for (int i = 0; i < R; i++) {
-        acc[i] = _mm256_setzero_ps();
-        offset[i] = 0.0f;
-    }
-    const __m256i low4 = _mm256_set1_epi8(0xF);
-    __m256 odd[QROWS]; /* Q8_0's and Q4_0's odd blocks */
+/* y[r0..r0+R, o..o+n] for the panel of weight rows o..o+n, n <= QPANEL. */
+LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_t o, int n) {
+    const llmk_block_q8* x[QROWS];
     for (int i = 0; i < R; i++)
-        odd[i] = _mm256_setzero_ps();
-    if (wtype == LLMK_DTYPE_Q8_0)
-        signed_blocks(R, LLMK_DTYPE_Q8_0, w, x, blocks, acc, odd);
-    else if (wtype == LLMK_DTYPE_Q4_0)
-        signed_blocks(R, LLMK_DTYPE_Q4_0, w, x, blocks, acc, odd);
-    else if (wtype == LLMK_DTYPE_Q4_K) {
-        /* x shares one d per 256 (llmk_q8_group), so the sub-block scales multiply integers and each
-         * super-block takes one f32 FMA; the mins go through the sums of x. */
-        const llmk_block_q4_k* wb = (const llmk_block_q4_k*)w;
-        for (int64_t s = 0; s < blocks / 8; s++) {
-            int sc[8], m[8];
-            for (int j = 0; j < 8; j++)
-                llmk_q4_k_scale_min(wb[s].scales, j, &sc[j], &m[j]);
-            __m256i sums[QROWS];
-            int mins[QROWS];
-            for (int i = 0; i < R; i++) {
-                sums[i] = _mm256_setzero_si256();
-                mins[i] = 0;
-            }
-            for (int j = 0; j < 8; j += 2) {
-                const __m256i q = load32(wb[s].q + 16 * j);
-                const __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-                const __m256i s0 = _mm256_set1_epi16((short)sc[j]), s1 = _mm256_set1_epi16((short)sc[j + 1]);
-                for (int i = 0; i < R; i++) {
-                    const llmk_block_q8* x0 = &x[i][8 * s + j];
-                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(x0->q)), s0));
-                    sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(x0[1].q)), s1));
-                    mins[i] += m[j] * (x0->sum[0] + x0->sum[1]) + m[j + 1] * (x0[1].sum[0] + x0[1].sum[1]);
-                }
-            }
-            const float d = scale_of(wb[s].d), dmin = scale_of(wb[s].dmin);
-            for (int i = 0; i < R; i++) {
-                const float dx = x[i][8 * s].d;
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), _mm256_cvtepi32_ps(sums[i]), acc[i]);
-                offset[i] -= dmin * dx * (float)mins[i];
-            }
-        }
-    } else { /* Q6_K: as Q4_K, with the -32 applied through the sums of x per 16 */
-        const llmk_block_q6_k* wb = (const llmk_block_q6_k*)w;
-        for (int64_t s = 0; s < blocks / 8; s++) {
-            __m256i sums[QROWS];
-            int corrections[QROWS];
-            for (int i = 0; i < R; i++) {
-                sums[i] = _mm256_setzero_si256();
-                corrections[i] = 0;
-            }
-            for (int h = 0; h < 2; h++) {
-                const __m256i qh = load32(wb[s].qh + 32 * h);
-                for (int c = 0; c < 4; c++) {
-                    const __m256i ql = load32(wb[s].ql + 64 * h + 32 * (c & 1));
-                    const __m256i low = _mm256_and_si256(c >> 1 ? _mm256_srli_epi16(ql, 4) : ql, low4);
-                    const __m256i high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), _mm256_set1_epi8(3));
-                    const __m256i u = _mm256_or_si256(low, _mm256_slli_epi16(high, 4)); /* q + 32, 0..63 */
-                    const int sa = wb[s].scales[8 * h + 2 * c], sb = wb[s].scales[8 * h + 2 * c + 1];
-                    const __m256i scales = _mm256_set_m128i(_mm_set1_epi16((short)sb), _mm_set1_epi16((short)sa));
-                    for (int i = 0; i < R; i++) {
-                        const llmk_block_q8* xb = &x[i][8 * s + 4 * h + c];
-                        sums[i] = _mm256_add_epi32(sums[i], _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(xb->q)), scales));
-                        corrections[i] += sa * xb->sum[0] + sb * xb->sum[1];
-                    }
-                }
-            }
-            const float d = scale_of(wb[s].d);
-            for (int i = 0; i < R; i++) {
-                const float dx = d * x[i][8 * s].d;
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dx), _mm256_cvtepi32_ps(sums[i]), acc[i]);
-                offset[i] -= dx * 32.0f * (float)corrections[i];
-            }
-        }
+        x[i] = p->xq + (r0 + i) * p->blocks;
+    panel pn;
+    for (int r = 0; r < QPANEL; r++)
+        pn.row[r] = p->w + (o + (r < n ? r : n - 1)) * p->w_row_bytes;
+    pn.next = o + 2 * QPANEL <= p->outs ? p->w + (o + QPANEL) * p->w_row_bytes : pn.row[0]; /* the last: none */
+    float out[QROWS][QPANEL];
+    if (p->wtype == LLMK_DTYPE_Q8_0)
+        panel_dots_q8_0(R, &pn, x, p->blocks, out);
+    else if (p->wtype == LLMK_DTYPE_Q4_0)
+        panel_dots_q4_0(R, &pn, x, p->blocks, out);
+    else if (p->wtype == LLMK_DTYPE_Q4_K)
+        panel_dots_q4_k(R, &pn, x, p->blocks, out);
+    else
+        panel_dots_q6_k(R, &pn, x, p->blocks, out);
+    for (int j = 0; j < n; j++) {
+        const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, (o + j) * p->bias->strides[0]) : 0.0f;
+        for (int i = 0; i < R; i++)
+            p->y[(r0 + i) * p->y_stride + o + j] = out[i][j] + bias;
     }
-    for (int i = 0; i < R; i++)
-        out[i] = hsum8(_mm256_add_ps(acc[i], odd[i])) + offset[i];
 }
 #else
 LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_block_q8* const* x, int64_t blocks,
@@ -462,15 +347,13 @@ LLMK_INLINE void quant_dots(int R, int32_t wtype, const char* w, const llmk_bloc
     for (int64_t b = 0; b < blocks; b++) {
         llmk_quant_chunk chunk;
         llmk_quant_chunk_at(wtype, w, b, &chunk);
-        const float d = scale_of(chunk.d), offset = scale_of(chunk.dmin) * (float)chunk.min;
+        const float d = llmk_f16_to_float(chunk.d), offset = llmk_f16_to_float(chunk.dmin) * (float)chunk.min;
         for (int i = 0; i < R; i++)
             acc[i] += llmk_quant_chunk_dot(&chunk, d, offset, &x[i][b]);
     }
     for (int i = 0; i < R; i++)
         out[i] = acc[i];
 }
-#endif
-
 /* y[r0..r0+R, o] for one weight row. */
 LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
     const llmk_block_q8* x[QROWS];
@@ -482,40 +365,7 @@ LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_
     for (int i = 0; i < R; i++)
         p->y[(r0 + i) * p->y_stride + o] = out[i] + bias;
 }
-
-#if defined(__AVX2__)
-/* y[r0..r0+R, o..o+QPANEL] for eight Q4_0, Q4_K or Q6_K weight rows. */
-LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_t o) {
-    const llmk_block_q8* x[QROWS];
-    for (int i = 0; i < R; i++)
-        x[i] = p->xq + (r0 + i) * p->blocks;
-    float out[QROWS][QPANEL];
-    if (p->wtype == LLMK_DTYPE_Q8_0)
-        panel_dots_q8_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
-    else if (p->wtype == LLMK_DTYPE_Q4_0)
-        panel_dots_q4_0(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
-    else if (p->wtype == LLMK_DTYPE_Q4_K)
-        panel_dots_q4_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
-    else
-        panel_dots_q6_k(R, p->w + o * p->w_row_bytes, p->w_row_bytes, x, p->blocks, out);
-    for (int j = 0; j < QPANEL; j++) {
-        const float bias = p->bias ? llmk_load_float(p->bias->data, p->bias->dtype, (o + j) * p->bias->strides[0]) : 0.0f;
-        for (int i = 0; i < R; i++)
-            p->y[(r0 + i) * p->y_stride + o + j] = out[i][j] + bias;
-    }
-}
 #endif
-
-/* Whether weight rows o..o+QPANEL go through panel_outputs: which rows do depends on o and the weight only,
- * so an output's sum is the same for any number of rows of x. */
-LLMK_INLINE bool in_panel(const quant_problem* p, int64_t o, int64_t outs) {
-#if defined(__AVX2__)
-    return o % QPANEL == 0 && o + QPANEL <= outs;
-#else
-    (void)p, (void)o, (void)outs;
-    return false;
-#endif
-}
 
 typedef struct quant_job {
     quant_problem p;
@@ -528,27 +378,28 @@ static void quant_item(void* arg, int64_t item, int thread) {
     const int64_t rb = item / job->chunks, c = item % job->chunks;
     const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
     const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
-    int64_t o = o0;
 #if defined(__AVX2__)
-    for (; o < o1 && in_panel(&job->p, o, job->outs); o += QPANEL) {
+    for (int64_t o = o0; o < o1; o += QPANEL) { /* chunks start on panels */
+        const int n = o1 - o < QPANEL ? (int)(o1 - o) : QPANEL;
         int64_t r = r0;
         for (; r + QROWS <= r1; r += QROWS)
-            panel_outputs(QROWS, &job->p, r, o);
+            panel_outputs(QROWS, &job->p, r, o, n);
         switch (r1 - r) { /* R a constant in each, so that the accumulators stay in registers */
-        case 3: panel_outputs(3, &job->p, r, o); break;
-        case 2: panel_outputs(2, &job->p, r, o); break;
-        case 1: panel_outputs(1, &job->p, r, o); break;
+        case 3: panel_outputs(3, &job->p, r, o, n); break;
+        case 2: panel_outputs(2, &job->p, r, o, n); break;
+        case 1: panel_outputs(1, &job->p, r, o, n); break;
         default: break;
         }
     }
-#endif
-    for (; o < o1; o++) {
+#else
+    for (int64_t o = o0; o < o1; o++) {
         int64_t r = r0;
         for (; r + QROWS <= r1; r += QROWS)
             quant_outputs(QROWS, &job->p, r, o);
         for (; r < r1; r++)
             quant_outputs(1, &job->p, r, o);
     }
+#endif
 }
 
 typedef struct round_job {
@@ -579,7 +430,7 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     llmk_cpu_parallel(ctx, rows, round_item, &rounding);
 
     quant_job job = {{xq, blocks, (const char*)weight->data, weight->dtype,
-                      (int64_t)llmk_bytes_of(weight->dtype, (uint64_t)weight->strides[0]), bias, (float*)y->data,
+                      (int64_t)llmk_bytes_of(weight->dtype, (uint64_t)weight->strides[0]), outs, bias, (float*)y->data,
                       y->strides[0]},
                      rows, outs, 0, 0, 0};
     /* Row blocks of x whose 8-bit rows stay in L2 (256 KiB) while each weight row is reused from L1 across
