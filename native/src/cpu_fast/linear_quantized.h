@@ -92,7 +92,7 @@ LLMK_INLINE void prefetch_span(const char* p, int64_t bytes) {
 }
 
 /* Codes of a Q4_0 block (lane r: codes[k] elements 4k..4k+3 of row r for k < 4, from the low nibbles;
- * elements 16 + 4(k-4).. from the high ones): unsigned 0..15, the - 8 applied through the sums of x. */
+ * elements 16 + 4(k-4).. from the high ones), unsigned 0..15. */
 LLMK_INLINE void nibble_codes(const __m256i words[4], __m256i codes[8]) {
     const __m256i low4 = _mm256_set1_epi8(0xF);
     for (int k = 0; k < 4; k++) {
@@ -101,60 +101,49 @@ LLMK_INLINE void nibble_codes(const __m256i words[4], __m256i codes[8]) {
     }
 }
 
-/* out[i][r] = (weight row o + r) . x[i] for R rows of x; one FMA per block and x row, in block order
- * whatever R is. */
-LLMK_INLINE void panel_dots_q4_0(int R, const panel* pn, const llmk_block_q8* const* x,
-                                 int64_t blocks, float out[QROWS][QPANEL]) {
+/* out[i][r] = (weight row o + r) . x[i] for R rows of x, Q8_0 or Q4_0 (wtype a constant where inlined); one
+ * FMA per block and x row, in block order whatever R is. Q4_0's codes are unsigned 0..15, the - 8 through the
+ * sums of x; Q8_0's are signed, made unsigned by moving their signs onto x's words, and summed in int32 per
+ * word, since two maddubs of 8-bit codes can overflow int16. */
+LLMK_INLINE void panel_dots_32(int R, int32_t wtype, const panel* pn, const llmk_block_q8* const* x,
+                               int64_t blocks, float out[QROWS][QPANEL]) {
+    LLMK_STATIC_ASSERT(offsetof(llmk_block_q8_0, q) == offsetof(llmk_block_q4_0, q), "codes after the scale");
+    const bool q8 = wtype == LLMK_DTYPE_Q8_0;
+    const int64_t block = q8 ? (int64_t)sizeof(llmk_block_q8_0) : (int64_t)sizeof(llmk_block_q4_0);
+    const int64_t codes_at = offsetof(llmk_block_q8_0, q);
     __m256 acc[QROWS];
     for (int i = 0; i < R; i++)
         acc[i] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
-    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q4_0);
     for (int64_t b = 0; b < blocks; b++) {
-        prefetch_span(pn->next + b * step, step);
+        prefetch_span(pn->next + b * QPANEL * block, QPANEL * block);
         const uint8_t* p[QPANEL];
-        panel_at(pn, b * (int64_t)sizeof(llmk_block_q4_0), p);
-        __m256i words[4], codes[8];
-        panel_words(p, offsetof(llmk_block_q4_0, q), words);
-        nibble_codes(words, codes);
-        const __m256 dw = panel_scales(p, offsetof(llmk_block_q4_0, d));
-        for (int i = 0; i < R; i++) {
-            const llmk_block_q8* xb = &x[i][b];
-            const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(panel_dot16(codes, xb), ones),
-                                                 _mm256_set1_epi32(8 * (xb->sum[0] + xb->sum[1])));
-            acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(dot), acc[i]);
-        }
-    }
-    for (int i = 0; i < R; i++)
-        _mm256_storeu_ps(out[i], acc[i]);
-}
-
-/* A Q8_0 panel: signed codes, made unsigned by moving their signs onto x's broadcast words; int32 per word,
- * since two maddubs of 8-bit codes can overflow int16. One FMA per block and x row. */
-LLMK_INLINE void panel_dots_q8_0(int R, const panel* pn, const llmk_block_q8* const* x,
-                                 int64_t blocks, float out[QROWS][QPANEL]) {
-    __m256 acc[QROWS];
-    for (int i = 0; i < R; i++)
-        acc[i] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    const int64_t step = QPANEL * (int64_t)sizeof(llmk_block_q8_0);
-    for (int64_t b = 0; b < blocks; b++) {
-        prefetch_span(pn->next + b * step, step);
-        const uint8_t* p[QPANEL];
-        panel_at(pn, b * (int64_t)sizeof(llmk_block_q8_0), p);
+        panel_at(pn, b * block, p);
         __m256i codes[8], magnitudes[8];
-        panel_words(p, offsetof(llmk_block_q8_0, q), codes);
-        panel_words(p, offsetof(llmk_block_q8_0, q) + 16, codes + 4);
-        for (int k = 0; k < 8; k++)
-            magnitudes[k] = _mm256_sign_epi8(codes[k], codes[k]);
+        if (q8) {
+            panel_words(p, codes_at, codes);
+            panel_words(p, codes_at + 16, codes + 4);
+            for (int k = 0; k < 8; k++)
+                magnitudes[k] = _mm256_sign_epi8(codes[k], codes[k]);
+        } else {
+            __m256i words[4];
+            panel_words(p, codes_at, words);
+            nibble_codes(words, codes);
+        }
         const __m256 dw = panel_scales(p, offsetof(llmk_block_q8_0, d));
         for (int i = 0; i < R; i++) {
             const llmk_block_q8* xb = &x[i][b];
-            const int32_t* xw = (const int32_t*)xb->q;
-            __m256i dot = _mm256_setzero_si256();
-            for (int k = 0; k < 8; k++) {
-                const __m256i signed_x = _mm256_sign_epi8(_mm256_set1_epi32(xw[k]), codes[k]);
-                dot = _mm256_add_epi32(dot, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes[k], signed_x), ones));
+            __m256i dot;
+            if (q8) {
+                const int32_t* xw = (const int32_t*)xb->q;
+                dot = _mm256_setzero_si256();
+                for (int k = 0; k < 8; k++) {
+                    const __m256i signed_x = _mm256_sign_epi8(_mm256_set1_epi32(xw[k]), codes[k]);
+                    dot = _mm256_add_epi32(dot, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes[k], signed_x), ones));
+                }
+            } else {
+                dot = _mm256_sub_epi32(_mm256_madd_epi16(panel_dot16(codes, xb), ones),
+                                       _mm256_set1_epi32(8 * (xb->sum[0] + xb->sum[1])));
             }
             acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(xb->d)), _mm256_cvtepi32_ps(dot), acc[i]);
         }
@@ -327,9 +316,9 @@ LLMK_INLINE void panel_outputs(int R, const quant_problem* p, int64_t r0, int64_
     pn.next = o + 2 * QPANEL <= p->outs ? p->w + (o + QPANEL) * p->w_row_bytes : pn.row[0]; /* the last: none */
     float out[QROWS][QPANEL];
     if (p->wtype == LLMK_DTYPE_Q8_0)
-        panel_dots_q8_0(R, &pn, x, p->blocks, out);
+        panel_dots_32(R, LLMK_DTYPE_Q8_0, &pn, x, p->blocks, out);
     else if (p->wtype == LLMK_DTYPE_Q4_0)
-        panel_dots_q4_0(R, &pn, x, p->blocks, out);
+        panel_dots_32(R, LLMK_DTYPE_Q4_0, &pn, x, p->blocks, out);
     else if (p->wtype == LLMK_DTYPE_Q4_K)
         panel_dots_q4_k(R, &pn, x, p->blocks, out);
     else
