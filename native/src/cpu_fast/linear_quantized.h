@@ -74,13 +74,19 @@ LLMK_INLINE __m256i panel_word(const uint8_t* const p[QPANEL], int64_t offset) {
     return _mm256_setr_epi32(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
 }
 
+/* x's word k (elements 4k..4k+3) in every lane. */
+LLMK_INLINE __m256i x_word(const llmk_block_q8* xb, int k) {
+    int32_t v;
+    memcpy(&v, xb->q + 4 * k, sizeof v);
+    return _mm256_set1_epi32(v);
+}
+
 /* sum over k of codes[k] (unsigned, lane r: four codes of row r) times x's word k (signed), in int16 per lane
  * pair: exact, |15 * 127 * 2 * 8| < 2^15. */
 LLMK_INLINE __m256i panel_dot16(const __m256i codes[8], const llmk_block_q8* xb) {
-    const int32_t* xw = (const int32_t*)xb->q;
-    __m256i s = _mm256_maddubs_epi16(codes[0], _mm256_set1_epi32(xw[0]));
+    __m256i s = _mm256_maddubs_epi16(codes[0], x_word(xb, 0));
     for (int k = 1; k < 8; k++)
-        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[k], _mm256_set1_epi32(xw[k])));
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(codes[k], x_word(xb, k)));
     return s;
 }
 
@@ -135,10 +141,9 @@ LLMK_INLINE void panel_dots_32(int R, int32_t wtype, const panel* pn, const llmk
             const llmk_block_q8* xb = &x[i][b];
             __m256i dot;
             if (q8) {
-                const int32_t* xw = (const int32_t*)xb->q;
-                dot = _mm256_setzero_si256();
+                            dot = _mm256_setzero_si256();
                 for (int k = 0; k < 8; k++) {
-                    const __m256i signed_x = _mm256_sign_epi8(_mm256_set1_epi32(xw[k]), codes[k]);
+                    const __m256i signed_x = _mm256_sign_epi8(x_word(xb, k), codes[k]);
                     dot = _mm256_add_epi32(dot, _mm256_madd_epi16(_mm256_maddubs_epi16(magnitudes[k], signed_x), ones));
                 }
             } else {
@@ -243,11 +248,10 @@ LLMK_INLINE void q6_k_chunk(int R, int c, const __m256i ql[8], const __m256i qh[
     const __m256i sa = lane_bytes16_signed(scales, b, b), sb = lane_bytes16_signed(scales, b + 1, b + 1),
                   pair = lane_bytes16_signed(scales, b, b + 1);
     for (int i = 0; i < R; i++) {
-        const int32_t* xw = (const int32_t*)xb[i]->q;
         __m256i t = _mm256_setzero_si256();
         for (int k = 0; k < 8; k += 2) {
-            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u[k], _mm256_set1_epi32(xw[k])),
-                                                 _mm256_maddubs_epi16(u[k + 1], _mm256_set1_epi32(xw[k + 1])));
+            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(u[k], x_word(xb[i], k)),
+                                                 _mm256_maddubs_epi16(u[k + 1], x_word(xb[i], k + 1)));
             t = _mm256_add_epi32(t, _mm256_madd_epi16(s16, k < 4 ? sa : sb));
         }
         sums[i] = _mm256_add_epi32(sums[i], t);
