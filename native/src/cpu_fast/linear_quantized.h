@@ -401,10 +401,50 @@ typedef struct round_job {
     llmk_block_q8* xq;
 } round_job;
 
+#if defined(__AVX2__)
+/* llmk_quantize_row_q8, the same bits eight at a time (a tenth of a prefill's time when scalar): max by
+ * max_ps (which keeps the running max where x is NaN, as the comparison does), q = nearest-even(x * id) by
+ * round_ps, and NaN codes 0 as the scalar conversion leaves them. */
+static void quantize_row_q8(const float* x, int64_t n, int64_t group, llmk_block_q8* out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t g = 0; g < n; g += group) {
+        __m256 m8 = _mm256_setzero_ps();
+        for (int64_t i = g; i < g + group; i += 8)
+            m8 = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m8);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float d = _mm_cvtss_f32(m4) / 127.0f, id = d ? 1.0f / d : 0.0f;
+        for (int64_t i = g; i < g + group; i += LLMK_QK) {
+            llmk_block_q8* block = out + i / LLMK_QK;
+            __m256i q[4];
+            for (int j = 0; j < 4; j++) {
+                const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_set1_ps(id));
+                const __m256 rounded = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[j] = _mm256_andnot_si256(_mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)),
+                                           _mm256_cvtps_epi32(rounded));
+            }
+            for (int h = 0; h < 2; h++) {
+                const __m256i s8 = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+                block->sum[h] = (int16_t)_mm_cvtsi128_si32(s4);
+            }
+            const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i*)block->q, _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+            block->d = d;
+        }
+    }
+}
+#else
+#define quantize_row_q8 llmk_quantize_row_q8
+#endif
+
 static void round_item(void* arg, int64_t r, int thread) {
     (void)thread;
     const round_job* job = (const round_job*)arg;
-    llmk_quantize_row_q8(job->x + r * job->x_stride, job->K, job->group, job->xq + r * (job->K / LLMK_QK));
+    quantize_row_q8(job->x + r * job->x_stride, job->K, job->group, job->xq + r * (job->K / LLMK_QK));
 }
 
 static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight,
