@@ -98,6 +98,79 @@ public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
             Assert.That(Run(single, r, 1), Is.EqualTo(batch.AsSpan(r * rowBytes, rowBytes).ToArray()), $"row {r} alone");
     }
 
+    /// <summary>Every flavour rounds x to 8 bits the same way, to the bit: a weight whose row j is element j
+    /// alone (code 1, scale 1) makes y[r, j] = d * q of x[r, j] exactly, whatever order a kernel sums in. x holds
+    /// exact ties (a group whose max is 127, so d = 1), zeros, a negative zero, subnormals and magnitudes from
+    /// 1e-30 to 1e30. Q8_0 rounds in groups of 32, Q4_K in groups of 256.</summary>
+    [Test]
+    public void EveryFlavourRoundsXTheSame([Values(LlmkDtype.Q8_0, LlmkDtype.Q4_K)] LlmkDtype dtype)
+    {
+        var rng = TestSupport.Rng($"{nameof(EveryFlavourRoundsXTheSame)} {dtype}");
+        const int rows = 6, k = 512;
+        var x = new float[rows * k];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = (float)((rng.NextDouble() - 0.5) * Math.Pow(10, rng.Next(-30, 31)));
+        for (int i = 0; i < k; i++) // row 0: a group max of 127 and exact ties
+            x[i] = i % 32 == 0 ? 127f : rng.Next(-126, 126) + 0.5f;
+        x[k] = 0f;
+        x[k + 1] = -0f;
+        x[k + 2] = 1e-40f;
+        var blocks = IdentityBlocks(dtype, k);
+        byte[]? expected = null;
+        foreach (var kernels in TestSupport.CpuFlavours)
+        {
+            if (!Context.CpuKernelsAvailable(kernels, out _))
+                continue;
+            using var ctx = Context.CreateCpu(1, kernels);
+            using var xs = ctx.FromFloats(x, LlmkDtype.F32, rows, k);
+            using var ws = ctx.FromHost<byte>(blocks, dtype, k, k);
+            using var y = ctx.Allocate(LlmkDtype.F32, rows, k);
+            y.Poison();
+            Kernels.Linear(ctx, xs, ws, null, y);
+            var bits = y.ToArray<byte>();
+            if (expected is null)
+                expected = bits;
+            else
+                Assert.That(bits, Is.EqualTo(expected), $"{kernels} against the reference");
+        }
+        Assert.That(BitConverter.ToSingle(expected!, 4), Is.EqualTo(RoundedTie(x[1])), "a tie rounds to even");
+    }
+
+    /// <summary>The nearest-even code of a tie when d = 1.</summary>
+    private static float RoundedTie(float v) => (float)Math.Round(v, MidpointRounding.ToEven);
+
+    /// <summary>A k x k weight whose row j is 1 at element j and 0 elsewhere (scales 1, mins 0).</summary>
+    private static byte[] IdentityBlocks(LlmkDtype dtype, int k)
+    {
+        var (elements, bytes) = Tensor.BlockOf(dtype);
+        var w = new byte[(long)k * (k / elements) * bytes];
+        const ushort one = 0x3C00; // f16 1.0
+        for (int j = 0; j < k; j++)
+            for (int b = 0; b < k / elements; b++)
+            {
+                var block = w.AsSpan((int)((j * (k / elements) + b) * bytes), (int)bytes);
+                BitConverter.TryWriteBytes(block, one);
+                int e = j - b * (int)elements;
+                bool here = e >= 0 && e < elements;
+                if (dtype == LlmkDtype.Q8_0)
+                {
+                    if (here)
+                        block[2 + e] = 1;
+                    continue;
+                }
+                // Q4_K: d = 1, dmin = 0, the 6-bit scales 1 and mins 0 (scales[0..3] and the low nibbles of
+                // scales[8..11]), codes in 64-element groups of 32 bytes, low nibbles first.
+                for (int s = 0; s < 4; s++)
+                {
+                    block[4 + s] = 1;
+                    block[12 + s] = 1;
+                }
+                if (here)
+                    block[16 + 32 * (e / 64) + e % 32] = (byte)(e % 64 < 32 ? 0x01 : 0x10);
+            }
+        return w;
+    }
+
     [Test]
     public void RejectsBadArguments()
     {
