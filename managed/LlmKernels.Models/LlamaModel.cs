@@ -133,7 +133,7 @@ public sealed class LlamaModel : IDisposable
             // checked by the code that uses them, once, here: a bad config.json fails at load, not at the first token.
             try
             {
-                Rope.Frequencies(RopeParams(1), config.HeadDim);
+                RopeParams(1).Frequencies(config.HeadDim);
             }
             catch (LlmkException e)
             {
@@ -161,7 +161,7 @@ public sealed class LlamaModel : IDisposable
                     Wv = Weight(p + "self_attn.v_proj.weight", kv, hidden),
                     Wo = Weight(p + "self_attn.o_proj.weight", hidden, q),
                     // transformers' sliding window W: query i sees keys j with i - j < W.
-                    Attention = AttentionParams.Create(causal: true, windowLeft: window is int w ? w - 1 : -1),
+                    Attention = LlmkAttentionParams.Create(causal: true, windowLeft: window is int w ? w - 1 : -1),
                 };
                 if (c.QkvBias)
                 {
@@ -306,8 +306,8 @@ public sealed class LlamaModel : IDisposable
             // rotate q and k by their positions
             Kernels.Rope(ctx, pos, rope, qHeads, kHeads);
             // append k, v to the layer's cache; attn = causal (windowed) attention of q over the cache
-            Kernels.AttentionKvCache(ctx, qBatch, cache.Keys[l], cache.Values[l], kBatch, vBatch, seqlens, attnBatch,
-                                     L.Attention with { algorithm = (int)AttentionAlgorithm });
+            Kernels.AttentionKvcache(ctx, qBatch, cache.Keys[l], cache.Values[l], kBatch, vBatch, seqlens, null,
+                                     L.Attention with { algorithm = AttentionAlgorithm }, attnBatch);
             // o = attn . Wo^T
             Kernels.Linear(ctx, attn, L.Wo, L.Bo, o);
             // x += o; h = rmsnorm(x) * post_attention_layernorm
@@ -360,7 +360,7 @@ public sealed class LlamaModel : IDisposable
         Kernels.Linear(ctx, h, L.Router!, null, routerLogits);
         var weights = s.Get("moe.weights", topK, n, LlmkDtype.F32);
         var ids = s.Get("moe.ids", topK, n, LlmkDtype.I32);
-        var router = new LlmkMoeRouterParams { top_k = topK, scoring = (int)LlmkMoeScoring.Softmax, renormalize = 1 };
+        var router = new LlmkMoeRouterParams { top_k = topK, scoring = LlmkMoeScoring.Softmax, renormalize = 1 };
         Kernels.MoeRoute(ctx, routerLogits, null, router, weights, ids);
         // gather token rows into expert order
         var permuted = s.Get("moe.permuted", c.HiddenSize, n * topK);
@@ -388,7 +388,7 @@ public sealed class LlamaModel : IDisposable
     private LlmkRopeParams RopeParams(int sequenceLength)
     {
         var r = Config.RopeScaling;
-        if (r is null) return Rope.Create((float)Config.RopeTheta, Config.RopeStyle);
+        if (r is null) return LlmkRopeParams.Create((float)Config.RopeTheta, Config.RopeStyle);
         var scaling = r.Type switch
         {
             RopeScalingType.Linear => LlmkRopeScaling.Linear,
@@ -402,7 +402,7 @@ public sealed class LlamaModel : IDisposable
         int originalMax = scaling == LlmkRopeScaling.Dynamic
             ? Config.MaxPositionEmbeddings
             : r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings;
-        return Rope.Create((float)Config.RopeTheta, Config.RopeStyle, 0, scaling, (float)r.Factor,
+        return LlmkRopeParams.Create((float)Config.RopeTheta, Config.RopeStyle, 0, scaling, (float)r.Factor,
                            originalMax, sequenceLength,
                            (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
                            (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
