@@ -136,6 +136,13 @@ public sealed unsafe class Context : IDisposable
 
     internal ContextHandle Handle => _handle;
 
+    /// <summary>Buffers allocated through this context so far (the runner's tests count a decode step's).</summary>
+    internal long Allocations => Volatile.Read(ref _allocations);
+
+    private long _allocations;
+
+    internal void CountAllocation() => Interlocked.Increment(ref _allocations);
+
     /// <summary>A contiguous tensor of uninitialized memory on this context's device.</summary>
     public Tensor Allocate(LlmkDtype dtype, params long[] shape) => Tensor.Allocate(this, dtype, shape);
 

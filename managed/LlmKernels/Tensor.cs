@@ -68,6 +68,7 @@ public sealed unsafe class Tensor : IDisposable
             context.Release(held);
         }
         var buffer = new BufferHandle(context.Handle, (nint)pointer);
+        context.CountAllocation();
         return new Tensor(context, buffer, null, true, (nint)pointer, dtype, (long[])shape.Clone(), ContiguousStrides(shape));
     }
 
@@ -95,7 +96,19 @@ public sealed unsafe class Tensor : IDisposable
     public long[] Shape => (long[])_shape.Clone();
     public long[] Strides => (long[])_strides.Clone();
     public long ElementCount => ElementCountOf(_shape);
-    public bool IsContiguous => _strides.AsSpan().SequenceEqual(ContiguousStrides(_shape));
+    public bool IsContiguous
+    {
+        get
+        {
+            long stride = 1; // row-major: the strides ContiguousStrides gives, compared without making them
+            for (int d = Rank - 1; d >= 0; d--)
+            {
+                if (_strides[d] != stride) return false;
+                stride *= _shape[d];
+            }
+            return true;
+        }
+    }
 
     /// <summary>The data pointer; throws if the buffer behind it was disposed.</summary>
     public nint DataPointer
