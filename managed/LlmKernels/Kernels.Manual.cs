@@ -8,14 +8,14 @@ namespace LlmKernels
     public static partial class Kernels
     {
         /// <summary><see cref="RmsNorm(Context, Tensor, Tensor, float, LlmkNormFlags, Tensor)"/> without flags:
-        /// output = x / sqrt(mean(x^2) + eps) * weight.</summary>
-        public static void RmsNorm(Context context, Tensor x, Tensor weight, float eps, Tensor output) =>
-            RmsNorm(context, x, weight, eps, LlmkNormFlags.None, output);
+        /// out = x / sqrt(mean(x^2) + eps) * weight.</summary>
+        public static void RmsNorm(Context context, Tensor x, Tensor weight, float eps, Tensor @out) =>
+            RmsNorm(context, x, weight, eps, LlmkNormFlags.None, @out);
 
         /// <summary><see cref="AddRmsNorm(Context, Tensor, Tensor, Tensor, float, LlmkNormFlags, Tensor)"/> without
-        /// flags: residual += x, then output = RmsNorm(residual).</summary>
-        public static void AddRmsNorm(Context context, Tensor x, Tensor residual, Tensor weight, float eps, Tensor output) =>
-            AddRmsNorm(context, x, residual, weight, eps, LlmkNormFlags.None, output);
+        /// flags: residual += x, then out = RmsNorm(residual).</summary>
+        public static void AddRmsNorm(Context context, Tensor x, Tensor residual, Tensor weight, float eps, Tensor @out) =>
+            AddRmsNorm(context, x, residual, weight, eps, LlmkNormFlags.None, @out);
     }
 }
 
