@@ -61,13 +61,13 @@ public class CpuModelBenchmarks
     public void Cleanup() => _ctx.Dispose();
 
     [Benchmark(Description = "Attention causal f32 256 tok, 8/2 heads, d128: flash")]
-    public void AttentionFlash() => Kernels.Attention(_ctx, _q, _k, _v, _attnOut, AttentionParams.Create(causal: true, algorithm: LlmkAttentionAlgorithm.Flash));
+    public void AttentionFlash() => Kernels.Attention(_ctx, _q, _k, _v, null, LlmkAttentionParams.Create(causal: true, algorithm: LlmkAttentionAlgorithm.Flash), _attnOut);
 
     [Benchmark(Description = "Attention causal f32 256 tok, 8/2 heads, d128: naive")]
-    public void AttentionNaive() => Kernels.Attention(_ctx, _q, _k, _v, _attnOut, AttentionParams.Create(causal: true, algorithm: LlmkAttentionAlgorithm.Naive));
+    public void AttentionNaive() => Kernels.Attention(_ctx, _q, _k, _v, null, LlmkAttentionParams.Create(causal: true, algorithm: LlmkAttentionAlgorithm.Naive), _attnOut);
 
     [Benchmark(Description = "RoPE NeoX f32 q+k, 256 tok, 8/2 heads, d128")]
-    public void Rope() => Kernels.Rope(_ctx, _positions, LlmKernels.Rope.Create(10000f), _q.Reshape(Tokens, Heads, HeadDim), _k.Reshape(Tokens, KvHeads, HeadDim));
+    public void Rope() => Kernels.Rope(_ctx, _positions, LlmkRopeParams.Create(10000f), _q.Reshape(Tokens, Heads, HeadDim), _k.Reshape(Tokens, KvHeads, HeadDim));
 
     [Benchmark(Description = "Linear 16x2048 . (2048x2048 bf16)^T: llmk")]
     public void LinearNative() => Kernels.Linear(_ctx, _x, _w, null, _y);

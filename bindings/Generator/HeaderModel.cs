@@ -26,7 +26,15 @@ internal sealed record FieldModel(string CName, string CsType, int? FixedLength,
 
 internal sealed record FunctionModel(string CName, string ReturnType, IReadOnlyList<ParameterModel> Parameters, string? Doc);
 
-internal sealed record ParameterModel(string CName, string CsType, string? Doc);
+/// <summary>
+/// A function parameter. Kind and Pointee say what it points to, for the writer that wraps the externs in the
+/// public API: a Handle points to an opaque struct (Pointee: its C name, llmk_context), a StructPointer to a struct
+/// of the header (Pointee: its C# name, LlmkTensor); IsConst is set when the pointee is const.
+/// </summary>
+internal sealed record ParameterModel(string CName, string CsType, string? Doc, ParameterKind Kind, string? Pointee,
+                                      bool IsConst);
+
+internal enum ParameterKind { Value, Handle, StructPointer, Pointer }
 
 /// <summary>A construct of the header the generator cannot map faithfully; generation stops with its message.</summary>
 internal sealed class GeneratorException(string message) : Exception(message);
@@ -57,6 +65,17 @@ internal static class Naming
     /// <summary>LLMK_MAX_RANK -> MaxRank.</summary>
     public static string Constant(string macroName) =>
         Pascal(macroName.StartsWith(LibraryPrefix, StringComparison.Ordinal) ? macroName[LibraryPrefix.Length..] : macroName);
+
+    /// <summary>llmk_rms_norm -> RmsNorm: the public method of a C entry point.</summary>
+    public static string Method(string functionCName) =>
+        Pascal(functionCName.StartsWith("llmk_", StringComparison.Ordinal) ? functionCName[5..] : functionCName);
+
+    /// <summary>gate_up -> gateUp, out -> @out: a C parameter as a C# parameter.</summary>
+    public static string Parameter(string cName)
+    {
+        var pascal = Pascal(cName);
+        return Identifier(char.ToLowerInvariant(pascal[0]) + pascal[1..]);
+    }
 
     /// <summary>A C identifier usable in C#: keywords get the verbatim prefix (params -> @params).</summary>
     public static string Identifier(string cName) => Keywords.Contains(cName) ? "@" + cName : cName;
@@ -276,7 +295,8 @@ internal sealed class HeaderParser
             {
                 csType = MapType(fieldType, where, allowVoid: false);
             }
-            fields.Add(new FieldModel(name, csType, length, offsetBits / 8, MemberDoc(child)));
+            var (fieldCsType, doc) = EnumMarker(csType, MemberDoc(child), where);
+            fields.Add(new FieldModel(name, fieldCsType, length, offsetBits / 8, doc));
         }
         return new StructModel(cName, _structNames[cName], LibClang.clang_Type_getSizeOf(type), fields,
             _comments.Leading(LibClang.Extent(cursor).Start));
@@ -299,12 +319,48 @@ internal sealed class HeaderParser
             var argumentName = LibClang.Spelling(argument);
             if (argumentName.Length == 0)
                 throw new GeneratorException($"function {name}: parameter {i + 1} has no name");
-            parameters.Add(new ParameterModel(argumentName,
-                MapType(LibClang.clang_getCursorType(argument), $"function {name}, parameter {argumentName}",
-                    allowVoid: false),
-                MemberDoc(argument)));
+            var where = $"function {name}, parameter {argumentName}";
+            var type = LibClang.clang_getCursorType(argument);
+            var (csType, doc) = EnumMarker(MapType(type, where, allowVoid: false), MemberDoc(argument), where);
+            var (kind, pointee, isConst) = Classify(type);
+            parameters.Add(new ParameterModel(argumentName, csType, doc, kind, pointee, isConst));
         }
         return new FunctionModel(name, returnType, parameters, _comments.Leading(LibClang.Extent(cursor).Start));
+    }
+
+    /// <summary>
+    /// An int32_t field or parameter whose comment is exactly the name of an enum of the header
+    /// ("int32_t dtype; /* llmk_dtype */") takes that enum's C# type: the same 4 bytes (ReadEnum requires it), so
+    /// the layout and the ABI stay C's, and callers need no casts. The comment, only the marker, is not repeated.
+    /// </summary>
+    private (string CsType, string? Doc) EnumMarker(string csType, string? doc, string where)
+    {
+        if (doc is null || !System.Text.RegularExpressions.Regex.IsMatch(doc, "^llmk_[a-z0-9_]+$"))
+            return (csType, doc);
+        if (!_enumNames.TryGetValue(doc, out var enumName))
+            throw new GeneratorException($"{where}: its comment /* {doc} */ names no enum of the header");
+        if (csType != "int")
+            throw new GeneratorException($"{where}: marked /* {doc} */ but is {csType}; enum values are int32_t");
+        return (enumName, null);
+    }
+
+    /// <summary>What a parameter points to: an opaque struct (a handle), a struct of the header, or anything else.</summary>
+    private (ParameterKind Kind, string? Pointee, bool IsConst) Classify(CXType type)
+    {
+        var canonical = LibClang.clang_getCanonicalType(type);
+        if (canonical.Kind != TypeKind.Pointer)
+            return (ParameterKind.Value, null, false);
+        var target = LibClang.clang_getPointeeType(canonical);
+        bool isConst = LibClang.clang_isConstQualifiedType(target) != 0;
+        if (target.Kind == TypeKind.Record)
+        {
+            var recordName = LibClang.Spelling(LibClang.clang_getTypeDeclaration(target));
+            if (IsOpaque(target))
+                return (ParameterKind.Handle, recordName, isConst);
+            if (_structNames.TryGetValue(recordName, out var csStruct))
+                return (ParameterKind.StructPointer, csStruct, isConst);
+        }
+        return (ParameterKind.Pointer, null, isConst);
     }
 
     /// <summary>

@@ -209,6 +209,7 @@ internal static unsafe class LibClang
     [DllImport(Lib)] public static extern CXString clang_getTypeSpelling(CXType type);
     [DllImport(Lib)] public static extern CXType clang_getCanonicalType(CXType type);
     [DllImport(Lib)] public static extern CXType clang_getPointeeType(CXType type);
+    [DllImport(Lib)] public static extern uint clang_isConstQualifiedType(CXType type);
     [DllImport(Lib)] public static extern CXType clang_Type_getNamedType(CXType type);
     [DllImport(Lib)] public static extern CXCursor clang_getTypeDeclaration(CXType type);
     [DllImport(Lib)] public static extern long clang_Type_getSizeOf(CXType type);

@@ -1,12 +1,14 @@
 using LlmKernels.Generator;
 
-// Reads native/include/llmk.h through libclang and writes the C# bindings and their layout tests.
+// Reads native/include/llmk.h through libclang and writes the C# bindings, the public Kernels API over them and the
+// bindings' layout tests.
 //   dotnet run --project bindings/Generator                 regenerate (files are rewritten only when they change)
 //   dotnet run --project bindings/Generator -- --check      exit 1 if the checked-in files differ from the header
 // Exit codes: 0 ok, 1 drift (--check), 2 usage error, 3 generation failed (libclang, parse errors, unmappable C).
 
 const string HeaderPath = "native/include/llmk.h";
 const string BindingsPath = "bindings/generated/NativeMethods.g.cs";
+const string KernelsPath = "managed/LlmKernels/Kernels.g.cs";
 const string LayoutTestsPath = "tests/LlmKernels.Tests/Generated/LayoutTests.g.cs";
 
 var check = false;
@@ -23,7 +25,7 @@ for (var i = 0; i < args.Length; i++)
             break;
         case "-h" or "--help":
             Console.WriteLine("usage: dotnet run --project bindings/Generator [-- [--check] [--root DIR]]");
-            Console.WriteLine($"  Generates {BindingsPath} and {LayoutTestsPath} from {HeaderPath}.");
+            Console.WriteLine($"  Generates {BindingsPath}, {KernelsPath} and {LayoutTestsPath} from {HeaderPath}.");
             Console.WriteLine("  --check     regenerate in memory; exit 1 if a checked-in file differs");
             Console.WriteLine("  --root DIR  the repository root (default: the nearest parent holding Interop.sln or the header)");
             Console.WriteLine("  LLMK_LIBCLANG=path  load this libclang instead of probing " + string.Join(", ", LibClang.ProbeNames));
@@ -50,9 +52,16 @@ if (LibClang.TryLoad() is { } loadError)
 }
 
 HeaderModel model;
+(string Path, string Text)[] outputs;
 try
 {
     model = HeaderParser.Parse(Path.Combine(root, HeaderPath), HeaderPath);
+    outputs =
+    [
+        (BindingsPath, CSharpWriter.Write(model)),
+        (KernelsPath, KernelsWriter.Write(model)),
+        (LayoutTestsPath, LayoutTestWriter.Write(model)),
+    ];
 }
 catch (GeneratorException e)
 {
@@ -60,12 +69,6 @@ catch (GeneratorException e)
     Console.Error.WriteLine("generator: nothing was written; fix the header or teach bindings/Generator the construct.");
     return 3;
 }
-
-var outputs = new (string Path, string Text)[]
-{
-    (BindingsPath, CSharpWriter.Write(model)),
-    (LayoutTestsPath, LayoutTestWriter.Write(model)),
-};
 
 if (check)
 {
@@ -82,7 +85,7 @@ if (check)
         Console.Error.WriteLine("generator --check: run `dotnet run --project bindings/Generator` and commit the result.");
         return 1;
     }
-    Console.WriteLine($"generator --check: {string.Join(" and ", outputs.Select(o => o.Path))} match {HeaderPath} " +
+    Console.WriteLine($"generator --check: {string.Join(", ", outputs.Select(o => o.Path))} match {HeaderPath} " +
                       $"({model.Functions.Count} functions, {model.Structs.Count} structs, {model.Enums.Count} enums, " +
                       $"{model.Constants.Count} constants; libclang: {LibClang.LoadedFrom}).");
     return 0;

@@ -173,16 +173,14 @@ public enum LlmkMoeScoring : int
 public unsafe partial struct LlmkTensor
 {
     public void* data;
-    /// <summary>llmk_dtype</summary>
-    public int dtype;
+    public LlmkDtype dtype;
     /// <summary>1..LLMK_MAX_RANK</summary>
     public int rank;
     /// <summary>elements per dimension, &gt;= 0</summary>
     public fixed long shape[4];
     /// <summary>in elements, &gt;= 0</summary>
     public fixed long strides[4];
-    /// <summary>llmk_device_type</summary>
-    public int device_type;
+    public LlmkDeviceType device_type;
     /// <summary>CUDA ordinal; 0 for the CPU</summary>
     public int device_index;
 }
@@ -194,14 +192,12 @@ public unsafe partial struct LlmkTensor
 [StructLayout(LayoutKind.Sequential)]
 public unsafe partial struct LlmkRopeParams
 {
-    /// <summary>llmk_rope_style</summary>
-    public int style;
+    public LlmkRopeStyle style;
     /// <summary>even, &lt;= head_dim; 0 means head_dim</summary>
     public int rotary_dim;
     /// <summary>base, e.g. 10000 or 500000; &gt; 0</summary>
     public float theta;
-    /// <summary>llmk_rope_scaling</summary>
-    public int scaling;
+    public LlmkRopeScaling scaling;
     /// <summary>linear, dynamic, llama3, yarn: &gt; 0 (1 = no scaling)</summary>
     public float factor;
     /// <summary>dynamic, llama3, yarn: original_max_position_embeddings</summary>
@@ -249,8 +245,7 @@ public unsafe partial struct LlmkAttentionParams
     public int window_right;
     /// <summary>0: off</summary>
     public float softcap;
-    /// <summary>llmk_attention_algorithm</summary>
-    public int algorithm;
+    public LlmkAttentionAlgorithm algorithm;
     /// <summary>KV-cache decode: split-KV partitions; 0 -&gt; backend heuristic</summary>
     public int num_splits;
 }
@@ -261,8 +256,7 @@ public unsafe partial struct LlmkMoeRouterParams
 {
     /// <summary>experts per token, 1..experts</summary>
     public int top_k;
-    /// <summary>llmk_moe_scoring</summary>
-    public int scoring;
+    public LlmkMoeScoring scoring;
     /// <summary>1: weights /= their sum (norm_topk_prob)</summary>
     public int renormalize;
     /// <summary>grouped top-k (n_group); 0 or 1: no grouping</summary>
@@ -455,10 +449,10 @@ public static unsafe partial class NativeMethods
     /// <param name="x">[rows, hidden]</param>
     /// <param name="weight">[hidden], any floating dtype</param>
     /// <param name="eps"/>
-    /// <param name="flags">llmk_norm_flags</param>
+    /// <param name="flags"/>
     /// <param name="out">[rows, hidden]</param>
     [DllImport("llmk", ExactSpelling = true)]
-    public static extern LlmkStatus llmk_rms_norm(nint context, LlmkTensor* x, LlmkTensor* weight, float eps, int flags, LlmkTensor* @out);
+    public static extern LlmkStatus llmk_rms_norm(nint context, LlmkTensor* x, LlmkTensor* weight, float eps, LlmkNormFlags flags, LlmkTensor* @out);
 
     /// <summary>residual += x (rounded to residual's dtype), then out = rms_norm(residual). out may alias x.</summary>
     /// <param name="context"/>
@@ -466,27 +460,27 @@ public static unsafe partial class NativeMethods
     /// <param name="residual">[rows, hidden], updated in place</param>
     /// <param name="weight">[hidden]</param>
     /// <param name="eps"/>
-    /// <param name="flags">llmk_norm_flags</param>
+    /// <param name="flags"/>
     /// <param name="out">[rows, hidden]</param>
     [DllImport("llmk", ExactSpelling = true)]
-    public static extern LlmkStatus llmk_add_rms_norm(nint context, LlmkTensor* x, LlmkTensor* residual, LlmkTensor* weight, float eps, int flags, LlmkTensor* @out);
+    public static extern LlmkStatus llmk_add_rms_norm(nint context, LlmkTensor* x, LlmkTensor* residual, LlmkTensor* weight, float eps, LlmkNormFlags flags, LlmkTensor* @out);
 
     /// <summary>out = act(gate_up[:, :d]) * gate_up[:, d:], as vLLM's silu_and_mul.</summary>
     /// <param name="context"/>
-    /// <param name="activation">llmk_activation</param>
+    /// <param name="activation"/>
     /// <param name="gate_up">[rows, 2 * d]</param>
     /// <param name="out">[rows, d]</param>
     [DllImport("llmk", ExactSpelling = true)]
-    public static extern LlmkStatus llmk_gated_activation(nint context, int activation, LlmkTensor* gate_up, LlmkTensor* @out);
+    public static extern LlmkStatus llmk_gated_activation(nint context, LlmkActivation activation, LlmkTensor* gate_up, LlmkTensor* @out);
 
     /// <summary>out = act(gate) * up, gate and up as separate tensors. out may alias gate or up exactly.</summary>
     /// <param name="context"/>
-    /// <param name="activation">llmk_activation</param>
+    /// <param name="activation"/>
     /// <param name="gate">[rows, d]</param>
     /// <param name="up">[rows, d]</param>
     /// <param name="out">[rows, d]</param>
     [DllImport("llmk", ExactSpelling = true)]
-    public static extern LlmkStatus llmk_gated_activation_split(nint context, int activation, LlmkTensor* gate, LlmkTensor* up, LlmkTensor* @out);
+    public static extern LlmkStatus llmk_gated_activation_split(nint context, LlmkActivation activation, LlmkTensor* gate, LlmkTensor* up, LlmkTensor* @out);
 
     /// <summary>
     /// The inverse frequencies [rotary_dim / 2] and the cos/sin multiplier the parameters give, for a head of

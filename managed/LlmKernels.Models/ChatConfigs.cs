@@ -1,5 +1,4 @@
 using System.Text.Json;
-using LlmKernels.Models.Tokenization;
 
 namespace LlmKernels.Models;
 
@@ -23,15 +22,15 @@ public sealed class TokenizerConfig
 
     public static TokenizerConfig Parse(byte[] utf8, string source = "tokenizer_config.json")
     {
-        var root = ParseJson(utf8, source);
-        string? Token(string field) => root.Optional(field) is not JsonNode n ? null
+        var root = JsonField.ParseObject(utf8, source);
+        string? Token(string field) => root.Optional(field) is not JsonField n ? null
             : n.Element.ValueKind == JsonValueKind.String ? n.String()
             : n.Element.ValueKind == JsonValueKind.Object ? n.Required("content").String()
             : throw n.Error($"is {n.Element.GetRawText()}; expected a string or an object with \"content\"");
 
         string? template = null;
         var named = new Dictionary<string, string>(StringComparer.Ordinal);
-        if (root.Optional("chat_template") is JsonNode t)
+        if (root.Optional("chat_template") is JsonField t)
         {
             if (t.Element.ValueKind == JsonValueKind.String) template = t.String();
             else if (t.Element.ValueKind == JsonValueKind.Array)
@@ -50,20 +49,6 @@ public sealed class TokenizerConfig
             UnkToken = Token("unk_token"),
             PadToken = Token("pad_token"),
         };
-    }
-
-    internal static JsonNode ParseJson(byte[] utf8, string source)
-    {
-        try
-        {
-            using var doc = ModelFile.ParseJson(utf8, source, new JsonDocumentOptions { AllowTrailingCommas = true });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new ModelFormatException($"{source}: expected a JSON object");
-            return new JsonNode(doc.RootElement.Clone(), source, "");
-        }
-        catch (JsonException e)
-        {
-            throw new ModelFormatException($"{source}: not valid JSON: {e.Message}", e);
-        }
     }
 }
 
@@ -85,16 +70,16 @@ public sealed class GenerationConfig
 
     public static GenerationConfig Parse(byte[] utf8, string source = "generation_config.json")
     {
-        var root = TokenizerConfig.ParseJson(utf8, source);
+        var root = JsonField.ParseObject(utf8, source);
         var eos = new List<int>();
-        if (root.Optional("eos_token_id") is JsonNode e)
+        if (root.Optional("eos_token_id") is JsonField e)
         {
             if (e.Element.ValueKind == JsonValueKind.Array) eos.AddRange(e.Items().Select(i => i.Int(0)));
             else eos.Add(e.Int(0));
         }
         float Float(string field, float fallback, float min, float max)
         {
-            if (root.Optional(field) is not JsonNode n) return fallback;
+            if (root.Optional(field) is not JsonField n) return fallback;
             if (n.Element.ValueKind != JsonValueKind.Number || !n.Element.TryGetDouble(out double v) || !(v >= min && v <= max))
                 throw n.Error($"is {n.Element.GetRawText()}, expected a number in [{min}, {max}]");
             return (float)v;

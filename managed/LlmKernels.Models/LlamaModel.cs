@@ -133,7 +133,7 @@ public sealed class LlamaModel : IDisposable
             // checked by the code that uses them, once, here: a bad config.json fails at load, not at the first token.
             try
             {
-                Rope.Frequencies(RopeParams(1), config.HeadDim);
+                config.RopeParams(1).Frequencies(config.HeadDim);
             }
             catch (LlmkException e)
             {
@@ -151,7 +151,6 @@ public sealed class LlamaModel : IDisposable
             for (int l = 0; l < c.NumHiddenLayers; l++)
             {
                 string p = $"model.layers.{l}.";
-                int? window = c.SlidingWindowFor(l);
                 var layer = new Layer
                 {
                     InputNorm = Weight(p + "input_layernorm.weight", hidden),
@@ -160,8 +159,7 @@ public sealed class LlamaModel : IDisposable
                     Wk = Weight(p + "self_attn.k_proj.weight", kv, hidden),
                     Wv = Weight(p + "self_attn.v_proj.weight", kv, hidden),
                     Wo = Weight(p + "self_attn.o_proj.weight", hidden, q),
-                    // transformers' sliding window W: query i sees keys j with i - j < W.
-                    Attention = AttentionParams.Create(causal: true, windowLeft: window is int w ? w - 1 : -1),
+                    Attention = c.AttentionParams(l),
                 };
                 if (c.QkvBias)
                 {
@@ -240,9 +238,10 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// <see cref="Forward(ReadOnlySpan{int}, KvCache, bool, LayerHook?)"/> into the caller's
-    /// <paramref name="logits"/> ([vocab], or [tokens * vocab] with <paramref name="allLogits"/>), so a decode
-    /// loop allocates nothing per step: inputs go through buffers kept between calls, and the logits are copied
-    /// once, from the last kernel's output into <paramref name="logits"/>.
+    /// <paramref name="logits"/> ([vocab], or [tokens * vocab] with <paramref name="allLogits"/>). A decode step (the
+    /// token count of the step before) allocates nothing, native or managed: activations and inputs live in buffers
+    /// kept between calls, with their views, and the logits are copied once into <paramref name="logits"/> (a MoE
+    /// layer makes a managed view per expert it runs).
     /// </summary>
     public void Forward(ReadOnlySpan<int> tokens, KvCache cache, Span<float> logits, bool allLogits = false, LayerHook? hook = null)
     {
@@ -262,34 +261,32 @@ public sealed class LlamaModel : IDisposable
         float eps = (float)c.RmsNormEps;
         int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, hd = c.HeadDim;
         var s = _scratch;
-        s.Begin(n);
 
         if (_positions.Length < n) _positions = new int[Math.Max(n, 2 * _positions.Length)];
         var positions = _positions.AsSpan(0, n);
         for (int i = 0; i < n; i++) positions[i] = start + i;
-        var ids = s.Get("ids", 1, type: LlmkDtype.I32).Reshape(n);
-        var pos = s.Get("positions", 1, type: LlmkDtype.I32).Reshape(n);
-        var seqlens = s.Get("seqlens", 1, 1, LlmkDtype.I32).Reshape(1);
+        var ids = s.Vector("ids", n, LlmkDtype.I32);
+        var pos = s.Vector("positions", n, LlmkDtype.I32);
+        var seqlens = s.Vector("seqlens", 1, LlmkDtype.I32);
         ids.CopyFrom(tokens);
         pos.CopyFrom<int>(positions);
         seqlens.CopyFrom(new ReadOnlySpan<int>(in start)); // the cache length before this call
-        var rope = RopeParams(start + n);
+        var rope = c.RopeParams(start + n);
 
-        var x = s.Get("x", c.HiddenSize);                 // residual stream [n, hidden]
-        var h = s.Get("h", c.HiddenSize);                 // normalized input of attention / MLP
-        var q = s.Get("q", heads * hd);
-        var k = s.Get("k", kvHeads * hd);
-        var v = s.Get("v", kvHeads * hd);
-        var attn = s.Get("attn", heads * hd);
-        var o = s.Get("o", c.HiddenSize);
-        // The views every layer uses, made once per call: [tokens, heads, head_dim] for RoPE and
-        // [1, tokens, heads, head_dim] for attention.
-        var qHeads = q.Reshape(n, heads, hd);
-        var kHeads = k.Reshape(n, kvHeads, hd);
-        var qBatch = q.Reshape(1, n, heads, hd);
-        var kBatch = k.Reshape(1, n, kvHeads, hd);
-        var vBatch = v.Reshape(1, n, kvHeads, hd);
-        var attnBatch = attn.Reshape(1, n, heads, hd);
+        var x = s.Get("x", n, c.HiddenSize);              // residual stream
+        var h = s.Get("h", n, c.HiddenSize);              // normalized input of attention / MLP
+        var q = s.Get("q", n, heads * hd);
+        var k = s.Get("k", n, kvHeads * hd);
+        var v = s.Get("v", n, kvHeads * hd);
+        var attn = s.Get("attn", n, heads * hd);
+        var o = s.Get("o", n, c.HiddenSize);
+        // The same buffers as [tokens, heads, head_dim] for RoPE and [1, tokens, heads, head_dim] for attention.
+        var qHeads = s.Shaped("q", n, heads, hd);
+        var kHeads = s.Shaped("k", n, kvHeads, hd);
+        var qBatch = s.Shaped("q", 1, n, heads, hd);
+        var kBatch = s.Shaped("k", 1, n, kvHeads, hd);
+        var vBatch = s.Shaped("v", 1, n, kvHeads, hd);
+        var attnBatch = s.Shaped("attn", 1, n, heads, hd);
 
         // x = embedding rows of the tokens
         Kernels.Embedding(ctx, _embed, ids, x);
@@ -306,8 +303,8 @@ public sealed class LlamaModel : IDisposable
             // rotate q and k by their positions
             Kernels.Rope(ctx, pos, rope, qHeads, kHeads);
             // append k, v to the layer's cache; attn = causal (windowed) attention of q over the cache
-            Kernels.AttentionKvCache(ctx, qBatch, cache.Keys[l], cache.Values[l], kBatch, vBatch, seqlens, attnBatch,
-                                     L.Attention with { algorithm = (int)AttentionAlgorithm });
+            Kernels.AttentionKvcache(ctx, qBatch, cache.Keys[l], cache.Values[l], kBatch, vBatch, seqlens, null,
+                                     L.Attention with { algorithm = AttentionAlgorithm }, attnBatch);
             // o = attn . Wo^T
             Kernels.Linear(ctx, attn, L.Wo, L.Bo, o);
             // x += o; h = rmsnorm(x) * post_attention_layernorm
@@ -322,13 +319,19 @@ public sealed class LlamaModel : IDisposable
         cache.Length = start + n;
 
         // logits = rmsnorm(x) * norm . lm_head^T, for the last token or all of them
-        var last = x.Slice(0, n - rows, rows);
-        var normed = h.Slice(0, 0, rows);
+        var last = rows == n ? x : x.Slice(0, n - rows, rows);
+        var normed = rows == n ? h : h.Slice(0, 0, rows);
         Kernels.RmsNorm(ctx, last, _finalNorm, eps, normed);
-        var output = s.Get("logits", c.VocabSize).Slice(0, 0, rows);
+        var output = s.Get("logits", rows, c.VocabSize);
         Kernels.Linear(ctx, normed, _lmHead, null, output);
-        if (output.DType == LlmkDtype.F32) output.CopyTo(logits);
-        else output.ToFloatArray().CopyTo(logits); // half-precision activations (CUDA): widened on the host
+        if (output.DType != LlmkDtype.F32)
+        {
+            // half-precision activations (CUDA): widened on the device, into a kept buffer
+            var wide = s.Get("logits.f32", rows, c.VocabSize, LlmkDtype.F32);
+            Kernels.Convert(ctx, output, wide);
+            output = wide;
+        }
+        output.CopyTo(logits);
     }
 
     /// <summary>The scratch buffers' names of a SwiGLU block (constants, so a decode step builds no strings).</summary>
@@ -340,8 +343,8 @@ public sealed class LlamaModel : IDisposable
                      Tensor input, Tensor output, MlpScratch scratch)
     {
         long rows = input.Dim(0);
-        var g = _scratch.Get(scratch.Gate, Config.IntermediateSize, rows);
-        var u = _scratch.Get(scratch.Up, Config.IntermediateSize, rows);
+        var g = _scratch.Get(scratch.Gate, rows, Config.IntermediateSize);
+        var u = _scratch.Get(scratch.Up, rows, Config.IntermediateSize);
         Kernels.Linear(Context, input, gate, bGate, g);
         Kernels.Linear(Context, input, up, bUp, u);
         Kernels.GatedActivationSplit(Context, LlmkActivation.Silu, g, u, g);
@@ -355,21 +358,20 @@ public sealed class LlamaModel : IDisposable
         var ctx = Context;
         int experts = c.NumLocalExperts, topK = c.NumExpertsPerTok;
         var s = _scratch;
-        // router logits [n, experts]; softmax, top-k, renormalized weights (Mixtral)
-        var routerLogits = s.Get("moe.logits", experts);
+        // router logits [n, experts]; the top-k weights and ids [n, top_k]
+        var routerLogits = s.Get("moe.logits", n, experts);
         Kernels.Linear(ctx, h, L.Router!, null, routerLogits);
-        var weights = s.Get("moe.weights", topK, n, LlmkDtype.F32);
-        var ids = s.Get("moe.ids", topK, n, LlmkDtype.I32);
-        var router = new LlmkMoeRouterParams { top_k = topK, scoring = (int)LlmkMoeScoring.Softmax, renormalize = 1 };
-        Kernels.MoeRoute(ctx, routerLogits, null, router, weights, ids);
+        var weights = s.Get("moe.weights", n, topK, LlmkDtype.F32);
+        var ids = s.Get("moe.ids", n, topK, LlmkDtype.I32);
+        Kernels.MoeRoute(ctx, routerLogits, null, c.MoeRouterParams, weights, ids);
         // gather token rows into expert order
-        var permuted = s.Get("moe.permuted", c.HiddenSize, n * topK);
-        var offsets = s.Get("moe.offsets", experts + 1, 1, LlmkDtype.I32).Reshape(experts + 1);
-        var sourceRows = s.Get("moe.source", n * topK, 1, LlmkDtype.I32).Reshape(n * topK);
-        var permutedRows = s.Get("moe.rows", topK, n, LlmkDtype.I32);
+        var permuted = s.Get("moe.permuted", n * topK, c.HiddenSize);
+        var offsets = s.Vector("moe.offsets", experts + 1, LlmkDtype.I32);
+        var sourceRows = s.Vector("moe.source", n * topK, LlmkDtype.I32);
+        var permutedRows = s.Get("moe.rows", n, topK, LlmkDtype.I32);
         Kernels.MoePermute(ctx, h, ids, experts, permuted, offsets, sourceRows, permutedRows);
         // each expert's SwiGLU on its contiguous rows
-        var expertOut = s.Get("moe.out", c.HiddenSize, n * topK);
+        var expertOut = s.Get("moe.out", n * topK, c.HiddenSize);
         if (_expertBounds.Length != experts + 1) _expertBounds = new int[experts + 1];
         var bounds = _expertBounds;
         offsets.CopyTo<int>(bounds);
@@ -384,31 +386,6 @@ public sealed class LlamaModel : IDisposable
         Kernels.MoeUnpermute(ctx, expertOut, weights, permutedRows, output);
     }
 
-    /// <summary>The rope parameters of config.json; dynamic NTK scaling is computed for the current length.</summary>
-    private LlmkRopeParams RopeParams(int sequenceLength)
-    {
-        var r = Config.RopeScaling;
-        if (r is null) return Rope.Create((float)Config.RopeTheta, Config.RopeStyle);
-        var scaling = r.Type switch
-        {
-            RopeScalingType.Linear => LlmkRopeScaling.Linear,
-            RopeScalingType.Dynamic => LlmkRopeScaling.Dynamic,
-            RopeScalingType.Llama3 => LlmkRopeScaling.Llama3,
-            RopeScalingType.Yarn => LlmkRopeScaling.Yarn,
-            _ => LlmkRopeScaling.Default,
-        };
-        // Dynamic NTK grows the base once the sequence passes max_position_embeddings (transformers'
-        // _compute_dynamic_ntk_parameters); llama3 and yarn scale against the original training length.
-        int originalMax = scaling == LlmkRopeScaling.Dynamic
-            ? Config.MaxPositionEmbeddings
-            : r.OriginalMaxPositionEmbeddings ?? Config.MaxPositionEmbeddings;
-        return Rope.Create((float)Config.RopeTheta, Config.RopeStyle, 0, scaling, (float)r.Factor,
-                           originalMax, sequenceLength,
-                           (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
-                           (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
-                           (float)(r.AttentionFactor ?? 0), r.Truncate);
-    }
-
     public void Dispose()
     {
         if (_disposed) return;
@@ -419,37 +396,56 @@ public sealed class LlamaModel : IDisposable
     }
 
     /// <summary>
-    /// Activation buffers kept between calls so decode steps do not allocate: each named buffer is
-    /// [capacity rows, width] and grows when a call has more rows; callers get a view of the rows in use.
+    /// Activation memory kept between calls, so that a decode step allocates nothing: one buffer per name, grown to
+    /// the largest call so far, and the views handed out, kept per name and shape (a decode step asks for the shapes
+    /// of the step before and gets the same views).
     /// </summary>
     private sealed class Scratch(Context ctx, LlmkDtype dtype) : IDisposable
     {
+        private const int MaxViews = 256; // prefills of ever new lengths would otherwise keep views without end
         private readonly Dictionary<string, Tensor> _buffers = new();
-        private readonly Dictionary<string, Tensor> _views = new(); // the last view handed out per name
-        private long _rows;
+        private readonly Dictionary<(string Name, long D0, long D1, long D2, long D3), Tensor> _views = new();
 
-        public void Begin(long rows) => _rows = rows;
+        /// <summary>A [rows, width] view of buffer <paramref name="name"/>, in the activations' dtype unless
+        /// <paramref name="type"/> says otherwise.</summary>
+        public Tensor Get(string name, long rows, long width, LlmkDtype? type = null) => View(name, type ?? dtype, rows, width, -1, -1);
 
-        /// <summary>A [rows, width] view; rows defaults to the current call's token count.</summary>
-        public Tensor Get(string name, long width, long rows = -1, LlmkDtype? type = null)
+        /// <summary>A [length] view of buffer <paramref name="name"/>.</summary>
+        public Tensor Vector(string name, long length, LlmkDtype type) => View(name, type, length, -1, -1, -1);
+
+        /// <summary>Buffer <paramref name="name"/> (activations' dtype) as [d0, d1, d2] or [d0, d1, d2, d3]: another
+        /// shape of the memory <see cref="Get"/> gives, e.g. q as [tokens, heads, head_dim].</summary>
+        public Tensor Shaped(string name, long d0, long d1, long d2, long d3 = -1) => View(name, dtype, d0, d1, d2, d3);
+
+        private Tensor View(string name, LlmkDtype type, long d0, long d1, long d2, long d3)
         {
-            if (rows < 0) rows = _rows;
-            var t = type ?? dtype;
-            if (!_buffers.TryGetValue(name, out var buffer) || buffer.Dim(0) < rows || buffer.Dim(1) != width || buffer.DType != t)
+            var key = (name, d0, d1, d2, d3);
+            if (_views.TryGetValue(key, out var view)) return view;
+            long[] shape = d1 < 0 ? [d0] : d2 < 0 ? [d0, d1] : d3 < 0 ? [d0, d1, d2] : [d0, d1, d2, d3];
+            long count = shape.Aggregate(1L, (a, d) => a * d);
+            if (!_buffers.TryGetValue(name, out var buffer) || buffer.ElementCount < count || buffer.DType != type)
             {
-                buffer?.Dispose();
-                _buffers[name] = buffer = ctx.Allocate(t, Math.Max(rows, buffer?.Dim(0) ?? 0), width);
-                _views.Remove(name);
+                long capacity = Math.Max(count, buffer?.DType == type ? buffer.ElementCount : 0);
+                if (buffer is not null) Replace(name, buffer);
+                _buffers[name] = buffer = ctx.Allocate(type, capacity);
             }
-            // Decode steps ask for the same rows every time: the view is kept, not made again.
-            if (_views.TryGetValue(name, out var view) && view.Dim(0) == rows) return view;
-            return _views[name] = buffer.Slice(0, 0, rows);
+            if (_views.Count >= MaxViews) _views.Clear();
+            return _views[key] = buffer.Slice(0, 0, count).Reshape(shape);
+        }
+
+        /// <summary>Drops a buffer about to be replaced, and its views. (Apart from View: a lambda there capturing the
+        /// name would cost a closure on every call.)</summary>
+        private void Replace(string name, Tensor buffer)
+        {
+            foreach (var stale in _views.Keys.Where(k => k.Name == name).ToList()) _views.Remove(stale);
+            buffer.Dispose();
         }
 
         public void Dispose()
         {
             foreach (var b in _buffers.Values) b.Dispose();
             _buffers.Clear();
+            _views.Clear();
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace LlmKernels.Models;
 
@@ -15,6 +16,10 @@ internal sealed unsafe class MappedFile : IDisposable
     public string Path { get; }
 
     public long Length { get; }
+
+    /// <summary>The view's handle: a tensor over the mapping holds it during each native call, so a Dispose meanwhile
+    /// unmaps the file only when the call returns.</summary>
+    public SafeHandle Memory => _view.SafeMemoryMappedViewHandle;
 
     /// <summary>The first byte of the mapping; ObjectDisposedException once disposed.</summary>
     public byte* Base

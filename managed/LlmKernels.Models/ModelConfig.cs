@@ -74,6 +74,41 @@ public sealed partial record ModelConfig
     public int? SlidingWindowFor(int layer) =>
         SlidingWindow is int w && (SlidingLayers.Count == 0 || SlidingLayers[layer]) ? w : null;
 
+    // What the kernels are given for this configuration. Every difference between the families the runner sees is
+    // decided in this file (the biases and windows above, these parameters); LlamaModel only runs the block.
+
+    /// <summary>The attention of <paramref name="layer"/>: causal, with transformers' sliding window W (query i sees
+    /// keys j with i - j &lt; W: W - 1 to its left).</summary>
+    public LlmkAttentionParams AttentionParams(int layer) =>
+        LlmkAttentionParams.Create(causal: true, windowLeft: SlidingWindowFor(layer) is int w ? w - 1 : -1);
+
+    /// <summary>Mixtral's router: softmax over the experts, the best <see cref="NumExpertsPerTok"/>, renormalized.</summary>
+    public LlmkMoeRouterParams MoeRouterParams => LlmkMoeRouterParams.Create(NumExpertsPerTok, LlmkMoeScoring.Softmax, renormalize: true);
+
+    /// <summary>The rope parameters for a sequence of <paramref name="sequenceLength"/> tokens (dynamic NTK scaling
+    /// depends on it).</summary>
+    public LlmkRopeParams RopeParams(int sequenceLength)
+    {
+        if (RopeScaling is not { } r) return LlmkRopeParams.Create((float)RopeTheta, RopeStyle);
+        var scaling = r.Type switch
+        {
+            RopeScalingType.Linear => LlmkRopeScaling.Linear,
+            RopeScalingType.Dynamic => LlmkRopeScaling.Dynamic,
+            RopeScalingType.Llama3 => LlmkRopeScaling.Llama3,
+            RopeScalingType.Yarn => LlmkRopeScaling.Yarn,
+            _ => LlmkRopeScaling.Default,
+        };
+        // Dynamic NTK grows the base once the sequence passes max_position_embeddings (transformers'
+        // _compute_dynamic_ntk_parameters); llama3 and yarn scale against the original training length.
+        int originalMax = scaling == LlmkRopeScaling.Dynamic
+            ? MaxPositionEmbeddings
+            : r.OriginalMaxPositionEmbeddings ?? MaxPositionEmbeddings;
+        return LlmkRopeParams.Create((float)RopeTheta, RopeStyle, 0, scaling, (float)r.Factor, originalMax, sequenceLength,
+                                     (float)(r.LowFreqFactor ?? 0), (float)(r.HighFreqFactor ?? 0), (float)(r.BetaFast ?? 0),
+                                     (float)(r.BetaSlow ?? 0), (float)(r.Mscale ?? 0), (float)(r.MscaleAllDim ?? 0),
+                                     (float)(r.AttentionFactor ?? 0), r.Truncate);
+    }
+
     /// <summary>The config.json transformers would write for this configuration (Parse(ToJson()) round-trips).</summary>
     public string ToJson()
     {
@@ -169,76 +204,68 @@ public sealed partial record ModelConfig
     public static ModelConfig Parse(string json, string source = "config.json") =>
         Parse(System.Text.Encoding.UTF8.GetBytes(json), source);
 
-    public static ModelConfig Parse(ReadOnlySpan<byte> utf8, string source = "config.json")
-    {
-        using (var doc = ModelFile.ParseJson(utf8.ToArray(), source, new JsonDocumentOptions { AllowTrailingCommas = true }))
-        {
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ModelFormatException($"{source}: expected a JSON object, found {doc.RootElement.ValueKind}");
-            return FromJson(new Reader(doc.RootElement, source));
-        }
-    }
+    public static ModelConfig Parse(ReadOnlySpan<byte> utf8, string source = "config.json") =>
+        FromJson(JsonField.ParseObject(utf8.ToArray(), source));
 
-    private static ModelConfig FromJson(Reader r)
+    private static ModelConfig FromJson(JsonField r)
     {
-        var architectures = r.StringList("architectures");
+        var architectures = r.Optional("architectures")?.StringList() ?? [];
         string? modelType = r.OptionalString("model_type");
         if (modelType is null)
         {
             // Older exports carry only the class name ("LlamaForCausalLM").
             modelType = architectures.Select(a => a.Replace("ForCausalLM", "").ToLowerInvariant())
-                                     .FirstOrDefault(SupportedModelTypes.Contains);
-            if (modelType is null)
-                r.Fail("model_type", "is missing and architectures do not name a supported model");
+                                     .FirstOrDefault(SupportedModelTypes.Contains)
+                ?? throw r.Error("model_type", "is missing and architectures do not name a supported model");
         }
-        if (!SupportedModelTypes.Contains(modelType!))
-            r.Fail("model_type", $"is '{modelType}'; supported: {string.Join(", ", SupportedModelTypes)}");
+        if (!SupportedModelTypes.Contains(modelType))
+            throw r.Error("model_type", $"is '{modelType}'; supported: {string.Join(", ", SupportedModelTypes)}");
 
-        int hidden = r.PositiveInt("hidden_size");
-        int heads = r.PositiveInt("num_attention_heads");
-        int kvHeads = r.OptionalPositiveInt("num_key_value_heads") ?? heads;
+        int hidden = r.Required("hidden_size").Size(1);
+        int heads = r.Required("num_attention_heads").Size(1);
+        int kvHeads = r.Optional("num_key_value_heads")?.Size(1) ?? heads;
         if (heads % kvHeads != 0)
-            r.Fail("num_key_value_heads", $"is {kvHeads}, which does not divide num_attention_heads ({heads})");
-        int? headDim = r.OptionalPositiveInt("head_dim");
+            throw r.Error("num_key_value_heads", $"is {kvHeads}, which does not divide num_attention_heads ({heads})");
+        int? headDim = r.Optional("head_dim")?.Size(1);
         if (headDim is null)
         {
             if (hidden % heads != 0)
-                r.Fail("head_dim", $"is missing and hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})");
+                throw r.Error("head_dim", $"is missing and hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})");
             headDim = hidden / heads;
         }
         if (headDim % 2 != 0)
-            r.Fail("head_dim", $"is {headDim}; RoPE needs an even head dimension");
-        int layers = r.PositiveInt("num_hidden_layers");
-        int maxPositions = r.OptionalPositiveInt("max_position_embeddings") ?? 2048;
+            throw r.Error("head_dim", $"is {headDim}; RoPE needs an even head dimension");
+        int layers = r.Required("num_hidden_layers").Size(1);
+        int maxPositions = r.Optional("max_position_embeddings")?.Size(1) ?? 2048;
 
         // transformers v5 moves rope_theta and the scaling into rope_parameters.
-        var ropeParameters = r.OptionalObject("rope_parameters");
-        double theta = ropeParameters?.OptionalFloat("rope_theta") ?? r.OptionalFloat("rope_theta") ?? 10000.0;
-        if (!((float)theta > 0)) r.Fail("rope_theta", $"is {theta}, expected > 0");
-        var scaling = ParseRopeScaling(ropeParameters ?? r.OptionalObject("rope_scaling"), maxPositions);
+        var ropeParameters = r.Optional("rope_parameters")?.Object();
+        double theta = ropeParameters?.Optional("rope_theta")?.Float() ?? r.Optional("rope_theta")?.Float() ?? 10000.0;
+        if (!((float)theta > 0)) throw r.Error("rope_theta", $"is {theta}, expected > 0");
+        var scaling = ParseRopeScaling(ropeParameters ?? r.Optional("rope_scaling")?.Object(), maxPositions);
 
-        double eps = r.OptionalFloat("rms_norm_eps") ?? 1e-6;
-        if (!((float)eps > 0)) r.Fail("rms_norm_eps", $"is {eps}, expected > 0 in single precision (the kernels' eps is a float)");
+        double eps = r.Optional("rms_norm_eps")?.Float() ?? 1e-6;
+        if (!((float)eps > 0)) throw r.Error("rms_norm_eps", $"is {eps}, expected > 0 in single precision (the kernels' eps is a float)");
 
-        bool attentionBias = r.OptionalBool("attention_bias") ?? false;
+        bool attentionBias = r.Optional("attention_bias")?.Bool() ?? false;
         bool isQwen2 = modelType == "qwen2";
 
-        int? window = r.OptionalPositiveInt("sliding_window");
+        int? window = r.Optional("sliding_window")?.Size(1);
         var slidingLayers = new List<bool>();
         if (isQwen2)
         {
             // Qwen2 stores a window but applies it only with use_sliding_window, from max_window_layers on.
-            var layerTypes = r.StringList("layer_types");
+            var layerTypes = r.Optional("layer_types")?.StringList() ?? [];
             if (layerTypes.Count > 0)
             {
                 if (layerTypes.Count != layers)
-                    r.Fail("layer_types", $"has {layerTypes.Count} entries, expected num_hidden_layers ({layers})");
+                    throw r.Error("layer_types", $"has {layerTypes.Count} entries, expected num_hidden_layers ({layers})");
                 slidingLayers.AddRange(layerTypes.Select(t => t == "sliding_attention"));
             }
             else
             {
-                bool use = r.OptionalBool("use_sliding_window") ?? false;
-                int from = r.OptionalNonNegativeInt("max_window_layers") ?? layers;
+                bool use = r.OptionalBool("use_sliding_window", false);
+                int from = r.Optional("max_window_layers")?.Size(0) ?? layers;
                 for (int l = 0; l < layers; l++) slidingLayers.Add(use && l >= from);
             }
         }
@@ -250,21 +277,19 @@ public sealed partial record ModelConfig
         int experts = 0, perToken = 0;
         if (modelType == "mixtral")
         {
-            experts = r.PositiveInt("num_local_experts");
-            perToken = r.PositiveInt("num_experts_per_tok");
+            experts = r.Required("num_local_experts").Size(1);
+            perToken = r.Required("num_experts_per_tok").Size(1);
             if (perToken > experts)
-                r.Fail("num_experts_per_tok", $"is {perToken}, more than num_local_experts ({experts})");
+                throw r.Error("num_experts_per_tok", $"is {perToken}, more than num_local_experts ({experts})");
         }
 
-        int vocab = r.PositiveInt("vocab_size");
-        var bos = r.TokenIds("bos_token_id", vocab);
-        var eos = r.TokenIds("eos_token_id", vocab);
+        int vocab = r.Required("vocab_size").Size(1);
         return new ModelConfig
         {
-            ModelType = modelType!,
+            ModelType = modelType,
             Architectures = architectures,
             HiddenSize = hidden,
-            IntermediateSize = r.PositiveInt("intermediate_size"),
+            IntermediateSize = r.Required("intermediate_size").Size(1),
             NumHiddenLayers = layers,
             NumAttentionHeads = heads,
             NumKeyValueHeads = kvHeads,
@@ -274,24 +299,24 @@ public sealed partial record ModelConfig
             RopeTheta = theta,
             RopeScaling = scaling,
             RmsNormEps = eps,
-            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings") ?? false,
+            TieWordEmbeddings = r.OptionalBool("tie_word_embeddings", false),
             QkvBias = isQwen2 || attentionBias,
             OutputBias = !isQwen2 && attentionBias,
-            MlpBias = modelType == "llama" && (r.OptionalBool("mlp_bias") ?? false),
+            MlpBias = modelType == "llama" && r.OptionalBool("mlp_bias", false),
             SlidingWindow = window,
             SlidingLayers = slidingLayers,
             NumLocalExperts = experts,
             NumExpertsPerTok = perToken,
-            BosTokenIds = bos,
-            EosTokenIds = eos,
+            BosTokenIds = r.Optional("bos_token_id")?.TokenIds(vocab) ?? [],
+            EosTokenIds = r.Optional("eos_token_id")?.TokenIds(vocab) ?? [],
             TorchDtype = r.OptionalString("torch_dtype") ?? r.OptionalString("dtype"),
         };
     }
 
-    private static RopeScalingConfig? ParseRopeScaling(Reader? s, int maxPositions)
+    private static RopeScalingConfig? ParseRopeScaling(JsonField? s, int maxPositions)
     {
-        if (s is null) return null;
-        string? name = s.OptionalString("rope_type") ?? s.OptionalString("type");
+        if (s is not JsonField node) return null;
+        string? name = node.OptionalString("rope_type") ?? node.OptionalString("type");
         var type = name switch
         {
             null or "default" => RopeScalingType.Default,
@@ -299,126 +324,29 @@ public sealed partial record ModelConfig
             "dynamic" => RopeScalingType.Dynamic,
             "llama3" => RopeScalingType.Llama3,
             "yarn" => RopeScalingType.Yarn,
-            _ => s.Fail<RopeScalingType>("rope_type", $"is '{name}'; supported: default, linear, dynamic, llama3, yarn"),
+            _ => throw node.Error("rope_type", $"is '{name}'; supported: default, linear, dynamic, llama3, yarn"),
         };
         if (type == RopeScalingType.Default) return null;
-        double factor = s.OptionalFloat("factor") ?? s.Fail<double>("factor", $"is missing; {name} scaling needs it");
-        if (!((float)factor > 0)) s.Fail("factor", $"is {factor}, expected > 0");
-        int? original = s.OptionalPositiveInt("original_max_position_embeddings");
+        double factor = node.Optional("factor")?.Float() ?? throw node.Error("factor", $"is missing; {name} scaling needs it");
+        if (!((float)factor > 0)) throw node.Error("factor", $"is {factor}, expected > 0");
+        int? original = node.Optional("original_max_position_embeddings")?.Size(1);
         if (type == RopeScalingType.Llama3 && original is null)
-            s.Fail("original_max_position_embeddings", "is missing; llama3 scaling needs it");
+            throw node.Error("original_max_position_embeddings", "is missing; llama3 scaling needs it");
+        double? Float(string field) => node.Optional(field)?.Float();
         return new RopeScalingConfig
         {
             Type = type,
             Factor = factor,
             // transformers falls back to max_position_embeddings for dynamic and yarn.
             OriginalMaxPositionEmbeddings = original ?? (type is RopeScalingType.Dynamic or RopeScalingType.Yarn ? maxPositions : null),
-            LowFreqFactor = s.OptionalFloat("low_freq_factor"),
-            HighFreqFactor = s.OptionalFloat("high_freq_factor"),
-            BetaFast = s.OptionalFloat("beta_fast"),
-            BetaSlow = s.OptionalFloat("beta_slow"),
-            Mscale = s.OptionalFloat("mscale"),
-            MscaleAllDim = s.OptionalFloat("mscale_all_dim"),
-            AttentionFactor = s.OptionalFloat("attention_factor"),
-            Truncate = s.OptionalBool("truncate") ?? true,
+            LowFreqFactor = Float("low_freq_factor"),
+            HighFreqFactor = Float("high_freq_factor"),
+            BetaFast = Float("beta_fast"),
+            BetaSlow = Float("beta_slow"),
+            Mscale = Float("mscale"),
+            MscaleAllDim = Float("mscale_all_dim"),
+            AttentionFactor = Float("attention_factor"),
+            Truncate = node.OptionalBool("truncate", true),
         };
-    }
-
-    /// <summary>Typed field access that turns every problem into a message naming the file and the field.</summary>
-    private sealed class Reader(JsonElement obj, string source)
-    {
-        public void Fail(string field, string what) => throw new ModelFormatException($"{source}: '{field}' {what}");
-
-        public T Fail<T>(string field, string what) => throw new ModelFormatException($"{source}: '{field}' {what}");
-
-        private JsonElement? Get(string field) =>
-            obj.TryGetProperty(field, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
-
-        public Reader? OptionalObject(string field)
-        {
-            if (Get(field) is not JsonElement v) return null;
-            if (v.ValueKind != JsonValueKind.Object) Fail(field, $"is a JSON {v.ValueKind}, expected an object");
-            return new Reader(v, $"{source}: '{field}'");
-        }
-
-        public string? OptionalString(string field)
-        {
-            if (Get(field) is not JsonElement v) return null;
-            if (v.ValueKind != JsonValueKind.String) Fail(field, $"is {v.GetRawText()}, expected a string");
-            return v.GetString();
-        }
-
-        public List<string> StringList(string field)
-        {
-            if (Get(field) is not JsonElement v) return [];
-            if (v.ValueKind != JsonValueKind.Array || v.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String))
-                Fail(field, $"is {v.GetRawText()}, expected an array of strings");
-            return v.EnumerateArray().Select(e => e.GetString()!).ToList();
-        }
-
-        public bool? OptionalBool(string field)
-        {
-            if (Get(field) is not JsonElement v) return null;
-            if (v.ValueKind is not (JsonValueKind.True or JsonValueKind.False)) Fail(field, $"is {v.GetRawText()}, expected true or false");
-            return v.GetBoolean();
-        }
-
-        public double? OptionalDouble(string field)
-        {
-            if (Get(field) is not JsonElement v) return null;
-            if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || !double.IsFinite(d))
-                Fail(field, $"is {v.GetRawText()}, expected a number");
-            return v.GetDouble();
-        }
-
-        /// <summary>A number the kernels take as a float: it must be finite in single precision too (1e300 is
-        /// a finite double and an infinite float).</summary>
-        public double? OptionalFloat(string field)
-        {
-            if (OptionalDouble(field) is not double d) return null;
-            if (!float.IsFinite((float)d)) Fail(field, $"is {d}, beyond the single-precision range the kernels compute in");
-            return d;
-        }
-
-        /// <summary>The largest size field (layers, widths, vocabulary, positions) taken: far above any real model
-        /// (hidden sizes reach 16384, vocabularies 262k, contexts 10M), so that no list sized by one (the per-layer
-        /// flags) is made huge by one number in the file; the fuzz test found that one.</summary>
-        public const int MaxSize = 1 << 24;
-
-        private int? OptionalInt(string field, int min, string expected)
-        {
-            if (Get(field) is not JsonElement v) return null;
-            // Python writes 4096.0 for some integer fields; accept integral doubles.
-            double d = v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out double number) ? number : double.NaN;
-            if (!(d == Math.Floor(d) && d >= min))
-                Fail(field, $"is {v.GetRawText()}, expected {expected}");
-            if (d > MaxSize)
-                Fail(field, $"is {v.GetRawText()}, more than the {MaxSize} this runner takes for a size");
-            return (int)v.GetDouble();
-        }
-
-        public int? OptionalPositiveInt(string field) => OptionalInt(field, 1, "a positive integer");
-
-        public int? OptionalNonNegativeInt(string field) => OptionalInt(field, 0, "a non-negative integer");
-
-        public int PositiveInt(string field) =>
-            OptionalPositiveInt(field) ?? Fail<int>(field, "is missing; expected a positive integer");
-
-        /// <summary>An id or a list of ids (Llama 3 lists several EOS ids), each below vocab_size.</summary>
-        public List<int> TokenIds(string field, int vocabSize)
-        {
-            if (Get(field) is not JsonElement v) return [];
-            var items = v.ValueKind == JsonValueKind.Array ? v.EnumerateArray().ToList() : [v];
-            var ids = new List<int>();
-            foreach (var e in items)
-            {
-                if (e.ValueKind != JsonValueKind.Number || !e.TryGetInt32(out int id) || id < 0)
-                    Fail(field, $"is {v.GetRawText()}, expected a token id or a list of token ids");
-                if (e.GetInt32() >= vocabSize)
-                    Fail(field, $"is {v.GetRawText()}; id {e.GetInt32()} is not below vocab_size ({vocabSize})");
-                ids.Add(e.GetInt32());
-            }
-            return ids;
-        }
     }
 }

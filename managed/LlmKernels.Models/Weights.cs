@@ -46,17 +46,17 @@ public abstract partial class WeightSource : IDisposable
         _ => null,
     };
 
-    /// <summary>A tensor over <paramref name="bytes"/> bytes of a memory-mapped file at <paramref name="data"/>: a view
-    /// of the mapping on the CPU (kept alive by <paramref name="file"/>), a copy uploaded once on CUDA.</summary>
-    private protected static unsafe Tensor MappedTensor(Context ctx, nint data, LlmkDtype dtype, long[] shape, long bytes, object file)
+    /// <summary>A tensor over <paramref name="bytes"/> bytes of host memory at <paramref name="data"/> (a memory-mapped
+    /// file's): a view on the CPU, whose <paramref name="owner"/> (the mapping's handle, or a tensor) is held during every
+    /// kernel call, so disposing the file meanwhile unmaps it after the call; a copy uploaded once on CUDA.</summary>
+    private protected static Tensor MappedTensor(Context ctx, nint data, LlmkDtype dtype, long[] shape, long bytes, object owner)
     {
         if (!ctx.IsCuda)
-            return Tensor.FromPointer(ctx, data, dtype, shape, keepAlive: file);
+            return Tensor.FromPointer(ctx, data, dtype, shape, keepAlive: owner);
         var tensor = ctx.Allocate(dtype, shape);
         try
         {
-            Native.Check(NativeMethods.llmk_upload(ctx.Pointer, (void*)tensor.DataPointer, (void*)data, (ulong)bytes));
-            GC.KeepAlive(file);
+            tensor.CopyFrom(data, bytes);
             return tensor;
         }
         catch
@@ -78,7 +78,7 @@ public abstract partial class WeightSource : IDisposable
                 ?? throw new ModelFormatException($"{file.Path}: tensor '{name}' is {SafetensorsFile.DtypeName(info.DType)}; weights must be F32, F16 or BF16");
             if (info.Shape.Length is < 1 or > LlmkConstants.MaxRank)
                 throw new ModelFormatException($"{file.Path}: tensor '{name}' has rank {info.Shape.Length}; weights have rank 1..{LlmkConstants.MaxRank}");
-            return MappedTensor(ctx, file.GetPointer(info), dtype, info.Shape, info.ByteLength, file);
+            return MappedTensor(ctx, file.GetPointer(info), dtype, info.Shape, info.ByteLength, file.Memory);
         }
 
         public override void Dispose() => checkpoint.Dispose();

@@ -10,7 +10,7 @@ public sealed record AttentionCase(string Name, int Batch, int QLen, int KvLen, 
                                    float Softcap = 0, bool Alibi = false, bool FusedQkv = false)
 {
     public LlmkAttentionParams Params(LlmkAttentionAlgorithm algorithm) =>
-        AttentionParams.Create(Causal, Scale, WindowLeft, WindowRight, Softcap, algorithm);
+        LlmkAttentionParams.Create(Causal, Scale, WindowLeft, WindowRight, Softcap, algorithm);
 }
 
 /// <summary>One llmk_attention_kvcache case. NewLen 0 passes no k_new/v_new. Sequence 0 starts from an empty
@@ -20,7 +20,7 @@ public sealed record KvCacheCase(string Name, int Batch, int QLen, int NewLen, i
                                  bool Alibi = false)
 {
     public LlmkAttentionParams Params(LlmkAttentionAlgorithm algorithm) =>
-        AttentionParams.Create(Causal, 0, WindowLeft, -1, Softcap, algorithm);
+        LlmkAttentionParams.Create(Causal, 0, WindowLeft, -1, Softcap, algorithm);
 }
 
 /// <summary>Random inputs of an attention case on a context, their values as the kernel sees them (rounded to
@@ -78,7 +78,7 @@ public sealed class AttentionRun : TensorOwner
     {
         Output.Poison();
         Lse.Poison();
-        Kernels.Attention(ctx, Q, K, V, Output, Case.Params(algorithm), AlibiSlopes, Lse);
+        Kernels.Attention(ctx, Q, K, V, AlibiSlopes, Case.Params(algorithm), Output, Lse);
         return (Output.ToFloatArray(), Lse.ToFloatArray());
     }
 
@@ -151,8 +151,8 @@ public sealed class KvCacheRun : TensorOwner
     {
         Output.Poison();
         Lse.Poison();
-        Kernels.AttentionKvCache(ctx, Q, KCache, VCache, KNew, VNew, CacheSeqlens, Output, Case.Params(algorithm),
-                                 AlibiSlopes, Lse);
+        Kernels.AttentionKvcache(ctx, Q, KCache, VCache, KNew, VNew, CacheSeqlens, AlibiSlopes, Case.Params(algorithm),
+                                 Output, Lse);
     }
 
     /// <summary>The oracle over the caches as they should be after the step (read before the step).</summary>

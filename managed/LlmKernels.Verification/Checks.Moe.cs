@@ -13,7 +13,7 @@ public sealed record MoeRouteCase(string Name, int Tokens, int Experts, int TopK
     /// such tokens are drawn again so the check compares ids exactly.</summary>
     public const double MinMargin = 1e-5;
 
-    public LlmkMoeRouterParams Params => MoeRouter.Create(TopK, Scoring, Renormalize, Groups, TopkGroups, Scale);
+    public LlmkMoeRouterParams Params => LlmkMoeRouterParams.Create(TopK, Scoring, Renormalize, Groups, TopkGroups, Scale);
 
     /// <summary>Logits (already rounded to <paramref name="dtype"/>) with no token whose selection hinges on a
     /// near-tie.</summary>

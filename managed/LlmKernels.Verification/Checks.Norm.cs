@@ -26,12 +26,12 @@ public sealed record NormCase(string Name, int Rows, int Hidden, bool Gemma = fa
 
         if (AddResidual)
         {
-            Kernels.AddRmsNorm(ctx, x, residual, weight, Eps, output, flags);
+            Kernels.AddRmsNorm(ctx, x, residual, weight, Eps, flags, output);
             var (expected, expectedResidual) = NormOracle.AddRmsNorm(xIn, residualIn, Rows, Hidden, w, Eps, Gemma, dtype);
             return ErrorStats.Worst(Errors.Compare(expected, output.ToFloatArray()),
                                     Errors.Compare(expectedResidual, residual.ToFloatArray()));
         }
-        Kernels.RmsNorm(ctx, x, weight, Eps, output, flags);
+        Kernels.RmsNorm(ctx, x, weight, Eps, flags, output);
         return Errors.Compare(NormOracle.RmsNorm(xIn, Rows, Hidden, w, Eps, Gemma), output.ToFloatArray());
     }
 

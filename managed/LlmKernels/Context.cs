@@ -105,7 +105,9 @@ public sealed unsafe class Context : IDisposable
     public int DeviceIndex { get; }
     public bool IsCuda => DeviceType == LlmkDeviceType.Cuda;
 
-    /// <summary>The native context pointer; throws if this context was disposed.</summary>
+    /// <summary>The native context pointer; throws if this context was disposed. For calls that do not run while
+    /// another thread may dispose the context (tests of the raw C API); a call on a shared context goes through
+    /// <see cref="Acquire"/>.</summary>
     internal nint Pointer
     {
         get
@@ -115,7 +117,31 @@ public sealed unsafe class Context : IDisposable
         }
     }
 
+    /// <summary>The native context, held for one native call: a <see cref="Dispose"/> meanwhile (on any thread)
+    /// destroys it only after <see cref="Release"/>. Throws ObjectDisposedException once disposed. Call in a try
+    /// block with <paramref name="held"/> false, and Release(held) in its finally.</summary>
+    internal nint Acquire(ref bool held)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _handle.DangerousAddRef(ref held); // ObjectDisposedException once the handle is closed
+        return _handle.DangerousGetHandle();
+    }
+
+    /// <summary>Ends what <see cref="Acquire"/> began; nothing when <paramref name="held"/> is false.</summary>
+    internal void Release(bool held)
+    {
+        if (held)
+            _handle.DangerousRelease();
+    }
+
     internal ContextHandle Handle => _handle;
+
+    /// <summary>Buffers allocated through this context so far (the runner's tests count a decode step's).</summary>
+    internal long Allocations => Volatile.Read(ref _allocations);
+
+    private long _allocations;
+
+    internal void CountAllocation() => Interlocked.Increment(ref _allocations);
 
     /// <summary>A contiguous tensor of uninitialized memory on this context's device.</summary>
     public Tensor Allocate(LlmkDtype dtype, params long[] shape) => Tensor.Allocate(this, dtype, shape);
@@ -155,8 +181,15 @@ public sealed unsafe class Context : IDisposable
     /// <summary>Waits for all queued work and reports asynchronous device errors.</summary>
     public void Synchronize()
     {
-        Native.Check(NativeMethods.llmk_context_synchronize(Pointer));
-        GC.KeepAlive(this);
+        bool held = false;
+        try
+        {
+            Native.Check(NativeMethods.llmk_context_synchronize(Acquire(ref held)));
+        }
+        finally
+        {
+            Release(held);
+        }
     }
 
     /// <summary>"cuda:0", or "cpu (avx2, 2 threads)": the backend, and on the CPU the kernels and threads.</summary>

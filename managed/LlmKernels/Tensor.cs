@@ -29,21 +29,22 @@ internal sealed unsafe class BufferHandle : SafeHandle
 /// <summary>A view of memory on a context's device: data, dtype, shape and strides (in elements). A tensor from
 /// <see cref="Context.Allocate"/> owns its buffer and frees it on Dispose; views (<see cref="Slice"/>,
 /// <see cref="Select"/>, <see cref="Reshape"/>) share it, and using any of them after the owner is disposed throws
-/// <see cref="ObjectDisposedException"/>.</summary>
+/// <see cref="ObjectDisposedException"/>. Every native call holds the memory (<see cref="Acquire"/>), so a Dispose on
+/// another thread during a call frees it when the call returns.</summary>
 public sealed unsafe class Tensor : IDisposable
 {
-    private readonly BufferHandle? _buffer;   // the allocation this view reads, when it came from llmk_malloc
+    private readonly SafeHandle? _memory;     // held during native calls: the llmk_malloc buffer, or an owner's handle
     private readonly object? _keepAlive;      // external memory's owner (e.g. a memory-mapped file)
     private readonly bool _ownsBuffer;
     private readonly nint _data;
     private readonly long[] _shape;
     private readonly long[] _strides;
 
-    private Tensor(Context context, BufferHandle? buffer, object? keepAlive, bool ownsBuffer, nint data,
+    private Tensor(Context context, SafeHandle? memory, object? keepAlive, bool ownsBuffer, nint data,
                    LlmkDtype dtype, long[] shape, long[] strides)
     {
         Context = context;
-        _buffer = buffer;
+        _memory = memory;
         _keepAlive = keepAlive;
         _ownsBuffer = ownsBuffer;
         _data = data;
@@ -57,18 +58,35 @@ public sealed unsafe class Tensor : IDisposable
         CheckShape(shape);
         ulong bytes = (ulong)ByteCount(dtype, ElementCountOf(shape));
         void* pointer;
-        LlmKernels.Native.Check(NativeMethods.llmk_malloc(context.Pointer, bytes, &pointer));
+        bool held = false;
+        try
+        {
+            LlmKernels.Native.Check(NativeMethods.llmk_malloc(context.Acquire(ref held), bytes, &pointer));
+        }
+        finally
+        {
+            context.Release(held);
+        }
         var buffer = new BufferHandle(context.Handle, (nint)pointer);
+        context.CountAllocation();
         return new Tensor(context, buffer, null, true, (nint)pointer, dtype, (long[])shape.Clone(), ContiguousStrides(shape));
     }
 
     /// <summary>Wraps memory the caller owns (for example a memory-mapped weight file) without copying. The
     /// memory must live on <paramref name="context"/>'s device and stay valid while <paramref name="keepAlive"/>
-    /// is reachable.</summary>
+    /// is reachable. A <see cref="SafeHandle"/> (a mapped view's) or a <see cref="Tensor"/> (whose memory this
+    /// views) as <paramref name="keepAlive"/> is also held during every native call, as a buffer is: disposing it
+    /// meanwhile frees the memory when the call returns, and later calls throw ObjectDisposedException.</summary>
     public static Tensor FromPointer(Context context, nint data, LlmkDtype dtype, long[] shape, object? keepAlive, long[]? strides = null)
     {
         CheckShape(shape);
-        return new Tensor(context, null, keepAlive, false, data, dtype, (long[])shape.Clone(),
+        var memory = keepAlive switch
+        {
+            SafeHandle handle => handle,
+            Tensor tensor => tensor._memory,
+            _ => null,
+        };
+        return new Tensor(context, memory, keepAlive, false, data, dtype, (long[])shape.Clone(),
                           strides is null ? ContiguousStrides(shape) : (long[])strides.Clone());
     }
 
@@ -78,38 +96,105 @@ public sealed unsafe class Tensor : IDisposable
     public long[] Shape => (long[])_shape.Clone();
     public long[] Strides => (long[])_strides.Clone();
     public long ElementCount => ElementCountOf(_shape);
-    public bool IsContiguous => _strides.AsSpan().SequenceEqual(ContiguousStrides(_shape));
+    public bool IsContiguous
+    {
+        get
+        {
+            long stride = 1; // row-major: the strides ContiguousStrides gives, compared without making them
+            for (int d = Rank - 1; d >= 0; d--)
+            {
+                if (_strides[d] != stride) return false;
+                stride *= _shape[d];
+            }
+            return true;
+        }
+    }
 
     /// <summary>The data pointer; throws if the buffer behind it was disposed.</summary>
     public nint DataPointer
     {
         get
         {
-            if (_buffer is { IsClosed: true })
-                throw new ObjectDisposedException(nameof(Tensor), "the buffer behind this tensor was disposed");
+            if (_memory is { IsClosed: true })
+                throw new ObjectDisposedException(nameof(Tensor), "the memory behind this tensor was disposed");
             return _data;
         }
     }
 
-    /// <summary>The native view passed to libllmk.</summary>
+    /// <summary>The native view, for tests of the raw C API; nothing holds the memory behind it (the
+    /// <see cref="Kernels"/> calls use <see cref="Acquire"/>).</summary>
     public LlmkTensor Native
     {
         get
         {
-            var view = new LlmkTensor
+            _ = DataPointer; // ObjectDisposedException once disposed
+            return View();
+        }
+    }
+
+    /// <summary>The native view, its memory held for one native call: a Dispose meanwhile (on any thread) frees it
+    /// only after <see cref="Release"/>. Throws ObjectDisposedException once the memory was disposed. Call in a try
+    /// block with <paramref name="held"/> false, and Release(held) in its finally.</summary>
+    internal LlmkTensor Acquire(ref bool held)
+    {
+        _memory?.DangerousAddRef(ref held); // ObjectDisposedException once the handle is closed
+        return View();
+    }
+
+    /// <summary>Ends what <see cref="Acquire"/> began; nothing when <paramref name="held"/> is false. External memory
+    /// without a handle stays reachable through this tensor until here.</summary>
+    internal void Release(bool held)
+    {
+        if (held)
+            _memory!.DangerousRelease();
+        GC.KeepAlive(_keepAlive);
+    }
+
+    private LlmkTensor View()
+    {
+        var view = new LlmkTensor
+        {
+            data = (void*)_data,
+            dtype = DType,
+            rank = Rank,
+            device_type = Context.DeviceType,
+            device_index = Context.DeviceIndex,
+        };
+        for (int d = 0; d < Rank; d++)
+        {
+            view.shape[d] = _shape[d];
+            view.strides[d] = _strides[d];
+        }
+        return view;
+    }
+
+    /// <summary>This tensor's context and memory, held for host transfers (see <see cref="Acquire"/>).</summary>
+    private ref struct Held
+    {
+        private readonly Tensor _tensor;
+        private bool _contextHeld, _memoryHeld;
+        public readonly nint Context;
+        public readonly void* Data;
+
+        public Held(Tensor tensor)
+        {
+            _tensor = tensor;
+            try
             {
-                data = (void*)DataPointer,
-                dtype = (int)DType,
-                rank = Rank,
-                device_type = (int)Context.DeviceType,
-                device_index = Context.DeviceIndex,
-            };
-            for (int d = 0; d < Rank; d++)
-            {
-                view.shape[d] = _shape[d];
-                view.strides[d] = _strides[d];
+                Context = tensor.Context.Acquire(ref _contextHeld);
+                Data = tensor.Acquire(ref _memoryHeld).data;
             }
-            return view;
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            _tensor.Release(_memoryHeld);
+            _tensor.Context.Release(_contextHeld);
         }
     }
 
@@ -150,24 +235,36 @@ public sealed unsafe class Tensor : IDisposable
     }
 
     private Tensor View(long elementOffset, long[] shape, long[] strides) =>
-        new(Context, _buffer, _keepAlive, false, DataPointer + (nint)ByteCount(DType, elementOffset), DType, shape, strides);
+        new(Context, _memory, _keepAlive, false, DataPointer + (nint)ByteCount(DType, elementOffset), DType, shape, strides);
 
     /// <summary>Copies raw bytes from the host; the tensor must be contiguous and the byte counts equal.</summary>
     public void CopyFrom<T>(ReadOnlySpan<T> source) where T : unmanaged
     {
         long bytes = CheckHostTransfer<T>(source.Length);
         fixed (T* src = source)
-            LlmKernels.Native.Check(NativeMethods.llmk_upload(Context.Pointer, (void*)DataPointer, src, (ulong)bytes));
-        GC.KeepAlive(this);
+            Upload(src, bytes);
+    }
+
+    /// <summary>Copies <paramref name="bytes"/> raw bytes from host memory (a mapped file, which may exceed a span)
+    /// into this contiguous tensor of as many bytes.</summary>
+    internal void CopyFrom(nint source, long bytes)
+    {
+        Upload((void*)source, CheckHostTransfer<byte>(bytes));
+    }
+
+    private void Upload(void* source, long bytes)
+    {
+        using var held = new Held(this);
+        LlmKernels.Native.Check(NativeMethods.llmk_upload(held.Context, held.Data, source, (ulong)bytes));
     }
 
     /// <summary>Copies raw bytes to the host; the tensor must be contiguous and the byte counts equal.</summary>
     public void CopyTo<T>(Span<T> destination) where T : unmanaged
     {
         long bytes = CheckHostTransfer<T>(destination.Length);
+        using var held = new Held(this);
         fixed (T* dst = destination)
-            LlmKernels.Native.Check(NativeMethods.llmk_download(Context.Pointer, dst, (void*)DataPointer, (ulong)bytes));
-        GC.KeepAlive(this);
+            LlmKernels.Native.Check(NativeMethods.llmk_download(held.Context, dst, held.Data, (ulong)bytes));
     }
 
     public T[] ToArray<T>() where T : unmanaged
@@ -184,7 +281,7 @@ public sealed unsafe class Tensor : IDisposable
             throw new ArgumentException($"{values.Length} values for a tensor of {ElementCount} elements", nameof(values));
         using var staging = Context.Allocate(LlmkDtype.F32, _shape);
         staging.CopyFrom(values);
-        ConvertInto(staging, this);
+        Kernels.Convert(Context, staging, this);
     }
 
     /// <summary>The elements as f32, row-major over the shape, from any floating dtype and any strides.</summary>
@@ -197,7 +294,7 @@ public sealed unsafe class Tensor : IDisposable
             return result;
         }
         using var staging = Context.Allocate(LlmkDtype.F32, _shape);
-        ConvertInto(this, staging);
+        Kernels.Convert(Context, this, staging);
         staging.CopyTo<float>(result);
         return result;
     }
@@ -222,9 +319,10 @@ public sealed unsafe class Tensor : IDisposable
         if (ElementCount == 0)
             return;
         var bytes = new byte[checked(ByteCount(DType, extent))];
+        using var held = new Held(this);
         fixed (byte* host = bytes)
         {
-            LlmKernels.Native.Check(NativeMethods.llmk_download(Context.Pointer, host, (void*)DataPointer, (ulong)bytes.Length));
+            LlmKernels.Native.Check(NativeMethods.llmk_download(held.Context, host, held.Data, (ulong)bytes.Length));
             if (IsQuantized(DType)) // blocks are contiguous rows: every byte of the span is the view's (NaN scales)
                 bytes.AsSpan().Fill(0xFF);
             else
@@ -232,9 +330,8 @@ public sealed unsafe class Tensor : IDisposable
                 int size = ElementSize(DType);
                 ForEachOffset(offset => bytes.AsSpan((int)(offset * size), size).Fill(0xFF));
             }
-            LlmKernels.Native.Check(NativeMethods.llmk_upload(Context.Pointer, (void*)DataPointer, host, (ulong)bytes.Length));
+            LlmKernels.Native.Check(NativeMethods.llmk_upload(held.Context, held.Data, host, (ulong)bytes.Length));
         }
-        GC.KeepAlive(this);
     }
 
     /// <summary>The elements of a CPU tensor in place; contiguous only.</summary>
@@ -250,7 +347,7 @@ public sealed unsafe class Tensor : IDisposable
     public void Dispose()
     {
         if (_ownsBuffer)
-            _buffer!.Dispose();
+            _memory!.Dispose();
     }
 
     public override string ToString() => $"Tensor({DType}, [{string.Join(", ", _shape)}], {Context})";
@@ -321,12 +418,12 @@ public sealed unsafe class Tensor : IDisposable
             throw new ArgumentException($"negative dimension in [{string.Join(", ", shape)}]", nameof(shape));
     }
 
-    private long CheckHostTransfer<T>(int count) where T : unmanaged
+    private long CheckHostTransfer<T>(long count) where T : unmanaged
     {
         if (!IsContiguous)
             throw new InvalidOperationException("host transfers need a contiguous tensor");
         long bytes = ByteCount(DType, ElementCount);
-        if ((long)count * sizeof(T) != bytes)
+        if (count * sizeof(T) != bytes)
             throw new ArgumentException($"{count} x {sizeof(T)} bytes for a {DType} tensor of {ElementCount} elements ({bytes} bytes)");
         return bytes;
     }
@@ -343,14 +440,5 @@ public sealed unsafe class Tensor : IDisposable
             for (int d = Rank - 1; d >= 0 && ++index[d] == _shape[d]; d--)
                 index[d] = 0;
         }
-    }
-
-    private static void ConvertInto(Tensor source, Tensor destination)
-    {
-        var src = source.Native;
-        var dst = destination.Native;
-        LlmKernels.Native.Check(NativeMethods.llmk_convert(source.Context.Pointer, &src, &dst));
-        GC.KeepAlive(source);
-        GC.KeepAlive(destination);
     }
 }

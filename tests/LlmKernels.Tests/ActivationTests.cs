@@ -116,7 +116,7 @@ public class ActivationTests : KernelFamilyTests<ActivationTests>, IKernelFamily
         Fused(LlmkStatus.NullPointer, () => RawFused(Cpu.Pointer, null, output.Native), "gate_up");
         Fused(LlmkStatus.NullPointer, () => RawFused(Cpu.Pointer, gateUp.Native, null), "out");
         var cudaGateUp = gateUp.Native;
-        cudaGateUp.device_type = (int)LlmkDeviceType.Cuda;
+        cudaGateUp.device_type = LlmkDeviceType.Cuda;
         Fused(LlmkStatus.WrongDevice, () => RawFused(Cpu.Pointer, cudaGateUp, output.Native), "gate_up");
 
         Assert.That(gateUp.ToFloatArray(), Is.EqualTo(values.Select(v => (float)(Half)v).ToArray()), "gate_up is untouched by every rejected call");

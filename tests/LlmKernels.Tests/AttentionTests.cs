@@ -105,8 +105,8 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
         run.Output.Poison();
         var output = run.Output.ToArray<byte>();
         TestSupport.ExpectStatus(LlmkStatus.OutOfRange,
-            () => Kernels.AttentionKvCache(Cpu, run.Q, run.KCache, run.VCache, run.KNew, run.VNew, seqlens, run.Output,
-                                           AttentionParams.Causal),
+            () => Kernels.AttentionKvcache(Cpu, run.Q, run.KCache, run.VCache, run.KNew, run.VNew, seqlens, null,
+                                           LlmkAttentionParams.Causal, run.Output),
             "llmk_attention_kvcache", mention, "max_len = 24");
         Assert.That(run.KCache.ToArray<byte>(), Is.EqualTo(k));
         Assert.That(run.VCache.ToArray<byte>(), Is.EqualTo(v));
@@ -140,7 +140,7 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
         public Context Ctx { get; }
         public Tensor Q, K, V, Out, KCache, VCache, SeqLens;
         public Tensor? Alibi, Lse, KNew, VNew;
-        public LlmkAttentionParams P = AttentionParams.Causal;
+        public LlmkAttentionParams P = LlmkAttentionParams.Causal;
 
         /// <summary>A tensor of small random values (never NaN, so a call that should pass does).</summary>
         public Tensor Make(LlmkDtype dtype, params long[] shape)
@@ -165,9 +165,9 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
         public Tensor Over(Tensor buffer, params long[] shape) =>
             Tensor.FromPointer(Ctx, buffer.DataPointer, LlmkDtype.F32, shape, buffer);
 
-        public void Attention() => Kernels.Attention(Ctx, Q, K, V, Out, P, Alibi, Lse);
+        public void Attention() => Kernels.Attention(Ctx, Q, K, V, Alibi, P, Out, Lse);
 
-        public void KvCache() => Kernels.AttentionKvCache(Ctx, Q, KCache, VCache, KNew, VNew, SeqLens, Out, P, Alibi, Lse);
+        public void KvCache() => Kernels.AttentionKvcache(Ctx, Q, KCache, VCache, KNew, VNew, SeqLens, Alibi, P, Out, Lse);
 
         private Tensor Zeros(LlmkDtype dtype, long[] shape)
         {
@@ -252,8 +252,8 @@ public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
         yield return Bad("lse heads", c => c.Lse = c.Make(LlmkDtype.F32, 2, 2, 3), LlmkStatus.ShapeMismatch, "lse has shape [2, 2, 3]", "heads = 4");
         yield return Bad("lse q_len", c => c.Lse = c.Make(LlmkDtype.F32, 2, 4, 5), LlmkStatus.ShapeMismatch, "lse has shape [2, 4, 5]", "q_len = 3");
         yield return Bad("lse overlaps out", c => c.Lse = c.Over(c.Out, 2, 4, 3), LlmkStatus.InvalidArgument, "out overlaps lse");
-        yield return Bad("algorithm 3", c => c.P.algorithm = 3, LlmkStatus.InvalidArgument, "params->algorithm is 3");
-        yield return Bad("algorithm -1", c => c.P.algorithm = -1, LlmkStatus.InvalidArgument, "params->algorithm is -1");
+        yield return Bad("algorithm 3", c => c.P.algorithm = (LlmkAttentionAlgorithm)3, LlmkStatus.InvalidArgument, "params->algorithm is 3");
+        yield return Bad("algorithm -1", c => c.P.algorithm = (LlmkAttentionAlgorithm)(-1), LlmkStatus.InvalidArgument, "params->algorithm is -1");
         yield return Bad("scale negative", c => c.P.scale = -0.5f, LlmkStatus.InvalidArgument, "params->scale is -0.5");
         yield return Bad("scale NaN", c => c.P.scale = float.NaN, LlmkStatus.InvalidArgument, "params->scale");
         yield return Bad("scale infinite", c => c.P.scale = float.PositiveInfinity, LlmkStatus.InvalidArgument, "params->scale is inf");

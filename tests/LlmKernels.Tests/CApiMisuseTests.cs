@@ -21,7 +21,7 @@ public unsafe class CApiMisuseTests
     /// <summary>A contiguous rank-1 f32 (or other dtype) view over raw memory.</summary>
     private static LlmkTensor View(void* data, long elements, LlmkDtype dtype = LlmkDtype.F32)
     {
-        var t = new LlmkTensor { data = data, dtype = (int)dtype, rank = 1, device_type = (int)LlmkDeviceType.Cpu };
+        var t = new LlmkTensor { data = data, dtype = dtype, rank = 1, device_type = LlmkDeviceType.Cpu };
         t.shape[0] = elements;
         t.strides[0] = 1;
         return t;

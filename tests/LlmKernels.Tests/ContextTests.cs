@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Text.RegularExpressions;
 using LlmKernels.Interop;
 
 namespace LlmKernels.Tests;
@@ -53,9 +54,19 @@ public class ContextTests
         var info = NativeLibraryLoader.Loaded;
         TestContext.Out.WriteLine($"{info.Path} (cuda: {info.IsCuda}); cuda skipped: {info.CudaSkippedReason}");
         Assert.That(File.Exists(info.Path), Is.True, info.Path);
-        Assert.That(info.Version, Does.StartWith($"{LlmkConstants.VersionMajor}.{LlmkConstants.VersionMinor}."));
         if (!info.IsCuda)
             Assert.That(info.CudaSkippedReason, Is.Not.Null.And.Not.Empty);
+    }
+
+    /// <summary>One version: llmk_version() is CMake's project(VERSION), which the build checks against the header's
+    /// LLMK_VERSION_* (the generated constants), and which pack.sh checks against the assemblies' Version.</summary>
+    [Test]
+    public void NativeVersionIsTheHeadersAndTheAssemblys()
+    {
+        var header = $"{LlmkConstants.VersionMajor}.{LlmkConstants.VersionMinor}.{LlmkConstants.VersionPatch}";
+        var assembly = typeof(Context).Assembly.GetName().Version!;
+        Assert.That(NativeLibraryLoader.Loaded.Version, Does.Match($@"^{Regex.Escape(header)}\+cpu(\+cuda)?$"));
+        Assert.That($"{assembly.Major}.{assembly.Minor}.{assembly.Build}", Is.EqualTo(header));
     }
 
     [Test]

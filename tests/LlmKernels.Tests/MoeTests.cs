@@ -146,7 +146,7 @@ public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily
         using var logits = Cpu.FromFloats([0, 1, 1, 0, 1, 0, 0, 0, /* token 1: all equal */ 2, 2, 2, 2, 2, 2, 2, 2], LlmkDtype.F32, 2, 8);
         using var weights = Cpu.Allocate(LlmkDtype.F32, 2, 2);
         using var ids = Cpu.Allocate(LlmkDtype.I32, 2, 2);
-        Kernels.MoeRoute(Cpu, logits, null, MoeRouter.Create(2), weights, ids);
+        Kernels.MoeRoute(Cpu, logits, null, LlmkMoeRouterParams.Create(2), weights, ids);
         Assert.That(ids.ToArray<int>(), Is.EqualTo(new[] { 1, 2, 0, 1 }));
         Assert.That(weights.ToFloatArray(), Is.EqualTo(new[] { 0.5f, 0.5f, 0.5f, 0.5f }));
     }
@@ -164,7 +164,7 @@ public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily
             Logits = ctx.FromFloats(RandomData.Floats(new Random(1), tokens * experts), LlmkDtype.F32, tokens, experts);
             Weights = ctx.Allocate(LlmkDtype.F32, tokens, topK);
             Ids = ctx.Allocate(LlmkDtype.I32, tokens, topK);
-            Params = MoeRouter.Create(topK);
+            Params = LlmkMoeRouterParams.Create(topK);
         }
 
         public Tensor Logits { get; set; }
@@ -196,17 +196,17 @@ public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily
             call.Params = p;
             ExpectRoute(LlmkStatus.InvalidArgument, call, mention);
         }
-        Expect(MoeRouter.Create(0), "params.top_k is 0");
-        Expect(MoeRouter.Create(9), "params.top_k is 9");
-        Expect(MoeRouter.Create(2, (LlmkMoeScoring)2), "params.scoring");
-        Expect(MoeRouter.Create(2) with { renormalize = 2 }, "params.renormalize");
-        Expect(MoeRouter.Create(2, routedScalingFactor: -1), "params.routed_scaling_factor");
-        Expect(MoeRouter.Create(2, routedScalingFactor: float.NaN), "params.routed_scaling_factor");
-        Expect(MoeRouter.Create(2, numGroups: -1), "params.num_groups");
-        Expect(MoeRouter.Create(2, numGroups: 3, topkGroups: 1), "params.num_groups = 3 does not divide");
-        Expect(MoeRouter.Create(2, numGroups: 4, topkGroups: 0), "params.topk_groups is 0");
-        Expect(MoeRouter.Create(2, numGroups: 4, topkGroups: 5), "params.topk_groups is 5");
-        Expect(MoeRouter.Create(3, numGroups: 4, topkGroups: 1), "params.top_k = 3 exceeds the 2 experts");
+        Expect(LlmkMoeRouterParams.Create(0), "params.top_k is 0");
+        Expect(LlmkMoeRouterParams.Create(9), "params.top_k is 9");
+        Expect(LlmkMoeRouterParams.Create(2, (LlmkMoeScoring)2), "params.scoring");
+        Expect(LlmkMoeRouterParams.Create(2) with { renormalize = 2 }, "params.renormalize");
+        Expect(LlmkMoeRouterParams.Create(2, routedScalingFactor: -1), "params.routed_scaling_factor");
+        Expect(LlmkMoeRouterParams.Create(2, routedScalingFactor: float.NaN), "params.routed_scaling_factor");
+        Expect(LlmkMoeRouterParams.Create(2, numGroups: -1), "params.num_groups");
+        Expect(LlmkMoeRouterParams.Create(2, numGroups: 3, topkGroups: 1), "params.num_groups = 3 does not divide");
+        Expect(LlmkMoeRouterParams.Create(2, numGroups: 4, topkGroups: 0), "params.topk_groups is 0");
+        Expect(LlmkMoeRouterParams.Create(2, numGroups: 4, topkGroups: 5), "params.topk_groups is 5");
+        Expect(LlmkMoeRouterParams.Create(3, numGroups: 4, topkGroups: 1), "params.top_k = 3 exceeds the 2 experts");
     }
 
     [Test]

@@ -58,7 +58,7 @@ public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily
         using var shifted = Cpu.FromFloats(w.Select(v => v + 1).ToArray(), LlmkDtype.F32, hidden);
         using var gemma = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
         using var plain = Cpu.Allocate(LlmkDtype.F32, rows, hidden);
-        Kernels.RmsNorm(Cpu, x, weight, 1e-6f, gemma, LlmkNormFlags.Gemma);
+        Kernels.RmsNorm(Cpu, x, weight, 1e-6f, LlmkNormFlags.Gemma, gemma);
         Kernels.RmsNorm(Cpu, x, shifted, 1e-6f, plain);
         Assert.That(gemma.ToFloatArray(), Is.EqualTo(plain.ToFloatArray()));
     }
@@ -97,8 +97,8 @@ public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily
 
         void Both(LlmkStatus status, Tensor xx, Tensor w, float eps, Tensor o, string mention, LlmkNormFlags flags = LlmkNormFlags.None)
         {
-            TestSupport.ExpectStatus(status, () => Kernels.RmsNorm(Cpu, xx, w, eps, o, flags), fn, mention);
-            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(Cpu, xx, residual, w, eps, o, flags), fnAdd, mention);
+            TestSupport.ExpectStatus(status, () => Kernels.RmsNorm(Cpu, xx, w, eps, flags, o), fn, mention);
+            TestSupport.ExpectStatus(status, () => Kernels.AddRmsNorm(Cpu, xx, residual, w, eps, flags, o), fnAdd, mention);
         }
 
         using (var flat = x.Reshape(rows * hidden))
@@ -147,7 +147,7 @@ public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawRmsNorm(Cpu.Pointer, x.Native, weight.Native, null), fn, "out");
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawAddRmsNorm(Cpu.Pointer, x.Native, null, weight.Native, output.Native), fnAdd, "residual");
         var cudaOutput = output.Native;
-        cudaOutput.device_type = (int)LlmkDeviceType.Cuda;
+        cudaOutput.device_type = LlmkDeviceType.Cuda;
         TestSupport.ExpectStatus(LlmkStatus.WrongDevice, () => RawAddRmsNorm(Cpu.Pointer, x.Native, residual.Native, weight.Native, cudaOutput), fnAdd, "out");
 
         Assert.Multiple(() =>

@@ -20,7 +20,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
     [TestCaseSource(nameof(Cases))]
     public void FrequenciesMatchOracle(RopeCase c)
     {
-        var (invFreq, attentionFactor) = Rope.Frequencies(c.Params, c.HeadDim);
+        var (invFreq, attentionFactor) = c.Params.Frequencies(c.HeadDim);
         var (expected, expectedFactor) = RopeOracle.Frequencies(c.Params, c.HeadDim);
         Assert.That(invFreq, Has.Length.EqualTo(expected.Length));
         Assert.Multiple(() =>
@@ -35,16 +35,16 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
     [Test]
     public void FrequenciesHaveKnownValues()
     {
-        var (plain, plainFactor) = Rope.Frequencies(Rope.Create(10000), 8);
-        var (linear, _) = Rope.Frequencies(Rope.Create(10000, scaling: LlmkRopeScaling.Linear, factor: 4), 8);
+        var (plain, plainFactor) = LlmkRopeParams.Create(10000).Frequencies(8);
+        var (linear, _) = LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Linear, factor: 4).Frequencies(8);
         // Llama 3.1: wavelengths above 8192 are divided by 8, those below 2048 kept.
-        var llama3Params = Rope.Create(500000, scaling: LlmkRopeScaling.Llama3, factor: 8, originalMaxPosition: 8192);
-        var (llama3, _) = Rope.Frequencies(llama3Params, 128);
-        var (unscaled, _) = Rope.Frequencies(Rope.Create(500000), 128);
-        var (_, yarnFactor) = Rope.Frequencies(Rope.Create(10000, scaling: LlmkRopeScaling.Yarn, factor: 4, originalMaxPosition: 4096), 64);
+        var llama3Params = LlmkRopeParams.Create(500000, scaling: LlmkRopeScaling.Llama3, factor: 8, originalMaxPosition: 8192);
+        var (llama3, _) = llama3Params.Frequencies(128);
+        var (unscaled, _) = LlmkRopeParams.Create(500000).Frequencies(128);
+        var (_, yarnFactor) = LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Yarn, factor: 4, originalMaxPosition: 4096).Frequencies(64);
         // dynamic NTK at seq_len <= original is the unscaled rope
-        var (dynamicShort, _) = Rope.Frequencies(Rope.Create(10000, scaling: LlmkRopeScaling.Dynamic, factor: 2, originalMaxPosition: 2048, seqLen: 1000), 64);
-        var (default64, _) = Rope.Frequencies(Rope.Create(10000), 64);
+        var (dynamicShort, _) = LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Dynamic, factor: 2, originalMaxPosition: 2048, seqLen: 1000).Frequencies(64);
+        var (default64, _) = LlmkRopeParams.Create(10000).Frequencies(64);
         Assert.Multiple(() =>
         {
             Assert.That(plain, Is.EqualTo(new[] { 1f, 0.1f, 0.01f, 0.001f }).Within(1e-4).Percent);
@@ -71,7 +71,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
         var values = RandomData.Floats(rng, tokens * heads * headDim);
         using var positions = Cpu.FromHost<long>(RandomPositions(rng, tokens, 100_000), LlmkDtype.I64, tokens);
         using var q = Cpu.FromFloats(values, LlmkDtype.F32, tokens, heads, headDim);
-        Kernels.Rope(Cpu, positions, Rope.Create(10000, style, rotaryDim), q);
+        Kernels.Rope(Cpu, positions, LlmkRopeParams.Create(10000, style, rotaryDim), q);
         var rotated = q.ToFloatArray();
         Assert.Multiple(() =>
         {
@@ -93,7 +93,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
     {
         var rng = TestSupport.Rng($"{nameof(DotProductDependsOnlyOnRelativePosition)} {style} {scaling}");
         const int pairs = 6, headDim = 128;
-        var p = Rope.Create(500000, style, scaling: scaling, factor: 8, originalMaxPosition: 8192);
+        var p = LlmkRopeParams.Create(500000, style, scaling: scaling, factor: 8, originalMaxPosition: 8192);
         // token 2i holds the pair at (m, n), token 2i + 1 the same vectors at (m + s, n + s)
         var qValues = RandomData.Floats(rng, pairs * headDim);
         var kValues = RandomData.Floats(rng, pairs * headDim);
@@ -131,7 +131,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
         var values = RandomData.Floats(TestSupport.Rng(), 4 * 2 * 32);
         using var positions = Cpu.FromHost<int>(new int[4], LlmkDtype.I32, 4);
         using var q = Cpu.FromFloats(values, LlmkDtype.F32, 4, 2, 32);
-        Kernels.Rope(Cpu, positions, Rope.Create(10000), q);
+        Kernels.Rope(Cpu, positions, LlmkRopeParams.Create(10000), q);
         Assert.That(q.ToFloatArray(), Is.EqualTo(values));
     }
 
@@ -147,8 +147,8 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
         using var dense = Cpu.FromHost<long>(Enumerable.Range(0, 5).Select(t => table[2 * t + 1]).ToArray(), LlmkDtype.I64, 5);
         using var fromColumn = Cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
         using var fromDense = Cpu.FromFloats(values, LlmkDtype.F32, 5, 2, 16);
-        Kernels.Rope(Cpu, column, Rope.Create(10000), fromColumn);
-        Kernels.Rope(Cpu, dense, Rope.Create(10000), fromDense);
+        Kernels.Rope(Cpu, column, LlmkRopeParams.Create(10000), fromColumn);
+        Kernels.Rope(Cpu, dense, LlmkRopeParams.Create(10000), fromDense);
         Assert.Multiple(() =>
         {
             Assert.That(fromColumn.ToFloatArray(), Is.EqualTo(fromDense.ToFloatArray()));
@@ -168,7 +168,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
             using var ctx = Context.CreateCpu(threads);
             using var pos = ctx.FromHost<long>(positions, LlmkDtype.I64, 37);
             using var q = ctx.FromFloats(values, LlmkDtype.Bf16, 37, 4, 64);
-            Kernels.Rope(ctx, pos, Rope.Create(10000, LlmkRopeStyle.Gptj), q);
+            Kernels.Rope(ctx, pos, LlmkRopeParams.Create(10000, LlmkRopeStyle.Gptj), q);
             return q.ToFloatArray();
         }
         Assert.That(Run(2), Is.EqualTo(Run(1)));
@@ -182,18 +182,18 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
     {
         TestCaseData Case(string name, LlmkRopeParams p, string mention, LlmkStatus status = LlmkStatus.InvalidArgument) =>
             new TestCaseData(p, status, mention).SetName($"{{m}} {name}");
-        var yarn = Rope.Create(10000, scaling: LlmkRopeScaling.Yarn, factor: 4, originalMaxPosition: 4096);
-        var llama3 = Rope.Create(500000, scaling: LlmkRopeScaling.Llama3, factor: 8, originalMaxPosition: 8192);
-        var dynamic = Rope.Create(10000, scaling: LlmkRopeScaling.Dynamic, factor: 2, originalMaxPosition: 2048);
-        yield return Case("style 2", Rope.Create(10000) with { style = 2 }, "params->style");
-        yield return Case("scaling -1", Rope.Create(10000) with { scaling = -1 }, "params->scaling");
-        yield return Case("rotary_dim odd", Rope.Create(10000, rotaryDim: 7), "params->rotary_dim");
-        yield return Case("rotary_dim negative", Rope.Create(10000, rotaryDim: -2), "params->rotary_dim");
-        yield return Case("rotary_dim over head_dim", Rope.Create(10000, rotaryDim: 34), "params->rotary_dim");
-        yield return Case("theta 0", Rope.Create(0), "params->theta");
-        yield return Case("theta NaN", Rope.Create(float.NaN), "params->theta");
-        yield return Case("theta infinite", Rope.Create(float.PositiveInfinity), "params->theta");
-        yield return Case("linear factor 0", Rope.Create(10000, scaling: LlmkRopeScaling.Linear, factor: 0), "params->factor");
+        var yarn = LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Yarn, factor: 4, originalMaxPosition: 4096);
+        var llama3 = LlmkRopeParams.Create(500000, scaling: LlmkRopeScaling.Llama3, factor: 8, originalMaxPosition: 8192);
+        var dynamic = LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Dynamic, factor: 2, originalMaxPosition: 2048);
+        yield return Case("style 2", LlmkRopeParams.Create(10000) with { style = (LlmkRopeStyle)2 }, "params->style");
+        yield return Case("scaling -1", LlmkRopeParams.Create(10000) with { scaling = (LlmkRopeScaling)(-1) }, "params->scaling");
+        yield return Case("rotary_dim odd", LlmkRopeParams.Create(10000, rotaryDim: 7), "params->rotary_dim");
+        yield return Case("rotary_dim negative", LlmkRopeParams.Create(10000, rotaryDim: -2), "params->rotary_dim");
+        yield return Case("rotary_dim over head_dim", LlmkRopeParams.Create(10000, rotaryDim: 34), "params->rotary_dim");
+        yield return Case("theta 0", LlmkRopeParams.Create(0), "params->theta");
+        yield return Case("theta NaN", LlmkRopeParams.Create(float.NaN), "params->theta");
+        yield return Case("theta infinite", LlmkRopeParams.Create(float.PositiveInfinity), "params->theta");
+        yield return Case("linear factor 0", LlmkRopeParams.Create(10000, scaling: LlmkRopeScaling.Linear, factor: 0), "params->factor");
         yield return Case("yarn factor negative", yarn with { factor = -4 }, "params->factor");
         yield return Case("dynamic original_max_position 0", dynamic with { original_max_position = 0 }, "params->original_max_position");
         yield return Case("dynamic seq_len negative", dynamic with { seq_len = -1 }, "params->seq_len");
@@ -208,7 +208,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
         yield return Case("yarn attention_factor NaN", yarn with { attention_factor = float.NaN }, "params->attention_factor");
         yield return Case("yarn truncate 2", yarn with { truncate = 2 }, "params->truncate");
         yield return Case("yarn theta 1", yarn with { theta = 1 }, "params->theta");
-        yield return Case("theta so small the frequencies overflow f32", Rope.Create(float.Epsilon), "inverse frequency");
+        yield return Case("theta so small the frequencies overflow f32", LlmkRopeParams.Create(float.Epsilon), "inverse frequency");
     }
 
     [TestCaseSource(nameof(BadParams))]
@@ -218,28 +218,28 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
         var values = RandomData.Floats(TestSupport.Rng(), 2 * 2 * 32);
         using var q = Cpu.FromFloats(values, LlmkDtype.F32, 2, 2, 32);
         TestSupport.ExpectStatus(status, () => Kernels.Rope(Cpu, positions, p, q), "llmk_rope", mention);
-        TestSupport.ExpectStatus(status, () => Rope.Frequencies(p, 32), "llmk_rope_frequencies", mention);
+        TestSupport.ExpectStatus(status, () => p.Frequencies(32), "llmk_rope_frequencies", mention);
         Assert.That(q.ToFloatArray(), Is.EqualTo(values), "q is untouched");
     }
 
     [Test]
     public void RejectsBadFrequencyArguments()
     {
-        var p = Rope.Create(10000);
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Rope.Frequencies(p, -4), "llmk_rope_frequencies", "head_dim");
-        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => Rope.Frequencies(p, 0), "llmk_rope_frequencies", "rotary_dim");
+        var p = LlmkRopeParams.Create(10000);
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => p.Frequencies(-4), "llmk_rope_frequencies", "head_dim");
+        TestSupport.ExpectStatus(LlmkStatus.InvalidArgument, () => p.Frequencies(0), "llmk_rope_frequencies", "rotary_dim");
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawFrequencies(null, true, true), "llmk_rope_frequencies", "params");
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawFrequencies(p, false, true), "llmk_rope_frequencies", "out_inv_freq");
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => RawFrequencies(p, true, false), "llmk_rope_frequencies", "out_attention_factor");
         // head_dim 0 takes rotary_dim
-        Assert.That(Rope.Frequencies(Rope.Create(10000, rotaryDim: 8), 0).InvFreq, Has.Length.EqualTo(4));
+        Assert.That(LlmkRopeParams.Create(10000, rotaryDim: 8).Frequencies(0).InvFreq, Has.Length.EqualTo(4));
     }
 
     /// <summary>Every tensor validation of llmk_rope; q must come back untouched each time.</summary>
     [Test]
     public void RejectsBadTensors()
     {
-        var p = Rope.Create(10000);
+        var p = LlmkRopeParams.Create(10000);
         var values = RandomData.Floats(TestSupport.Rng(), 3 * 4 * 32);
         using var positions = Cpu.FromHost<long>(new long[] { 1, 2, 3 }, LlmkDtype.I64, 3);
         using var q = Cpu.FromFloats(values, LlmkDtype.F32, 3, 4, 32);
@@ -278,7 +278,7 @@ public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
             Expect(LlmkStatus.InvalidArgument, () => Kernels.Rope(Cpu, positions, p, q, overlapping), "k");
 
         var cudaQ = q.Native;
-        cudaQ.device_type = (int)LlmkDeviceType.Cuda;
+        cudaQ.device_type = LlmkDeviceType.Cuda;
         Expect(LlmkStatus.WrongDevice, () => RawRope(Cpu.Pointer, positions.Native, p, cudaQ), "q");
         Expect(LlmkStatus.NullPointer, () => RawRope(0, positions.Native, p, q.Native), "context");
         Expect(LlmkStatus.NullPointer, () => RawRope(Cpu.Pointer, null, p, q.Native), "positions");

@@ -59,6 +59,9 @@ public sealed unsafe class GgufFile : IDisposable
 
     public string Path => _file.Path;
     public long FileLength => _file.Length;
+
+    /// <summary>The mapping's handle, which tensors viewing it hold during kernel calls (see <see cref="MappedFile.Memory"/>).</summary>
+    internal System.Runtime.InteropServices.SafeHandle Memory => _file.Memory;
     public GgufHeader Header { get; }
     public IReadOnlyDictionary<string, object> Metadata => Header.Metadata;
     public IReadOnlyList<GgufTensorInfo> Tensors => Header.Tensors;

@@ -28,11 +28,11 @@ public abstract partial class WeightSource
                 expert = null;
             }
             nint data = file.GetPointer(info);
-            if (expert is not int index) return MappedTensor(ctx, data, info.DType, info.Shape, info.ByteLength, file);
+            if (expert is not int index) return MappedTensor(ctx, data, info.DType, info.Shape, info.ByteLength, file.Memory);
             if (info.Shape.Length != 3 || index >= info.Shape[0])
                 throw new ModelFormatException($"{file.Path}: tensor '{info.Name}' has shape [{string.Join(", ", info.Shape)}]; expected [experts > {index}, out, in]");
             long bytes = info.ByteLength / info.Shape[0]; // experts are whole slabs of whole blocks
-            return MappedTensor(ctx, data + (nint)(index * bytes), info.DType, info.Shape[1..], bytes, file);
+            return MappedTensor(ctx, data + (nint)(index * bytes), info.DType, info.Shape[1..], bytes, file.Memory);
         }
 
         public override void Dispose() => file.Dispose();

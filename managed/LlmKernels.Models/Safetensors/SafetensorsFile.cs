@@ -39,6 +39,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
 
     public long FileLength => _file.Length;
 
+    /// <summary>The mapping's handle, which tensors viewing it hold during kernel calls (see <see cref="MappedFile.Memory"/>).</summary>
+    internal System.Runtime.InteropServices.SafeHandle Memory => _file.Memory;
+
     /// <summary>The "__metadata__" map (empty if absent).</summary>
     public IReadOnlyDictionary<string, string> Metadata { get; }
 

@@ -20,7 +20,7 @@ internal sealed class BpeModel
     /// <summary>Largest id + 1.</summary>
     public int VocabSize { get; }
 
-    public BpeModel(JsonNode model)
+    public BpeModel(JsonField model)
     {
         _vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         int maxId = -1;
@@ -44,7 +44,7 @@ internal sealed class BpeModel
         _fuseUnk = model.OptionalBool("fuse_unk", false);
         _byteFallback = model.OptionalBool("byte_fallback", false);
         _ignoreMerges = model.OptionalBool("ignore_merges", false);
-        if (model.Optional("dropout") is JsonNode dropout && dropout.Element.ValueKind == System.Text.Json.JsonValueKind.Number
+        if (model.Optional("dropout") is JsonField dropout && dropout.Element.ValueKind == System.Text.Json.JsonValueKind.Number
             && dropout.Element.GetDouble() > 0)
             throw dropout.Error("is set; BPE dropout is a training-time option this tokenizer does not apply");
         if (model.OptionalString("unk_token") is string unk)

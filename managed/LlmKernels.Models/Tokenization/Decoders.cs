@@ -8,9 +8,9 @@ internal abstract class Decoder
 {
     public abstract List<string> DecodeChain(List<string> tokens);
 
-    public static Decoder? Load(JsonNode? node)
+    public static Decoder? Load(JsonField? node)
     {
-        if (node is not JsonNode n) return null;
+        if (node is not JsonField n) return null;
         string type = n.Type();
         return type switch
         {
@@ -25,7 +25,7 @@ internal abstract class Decoder
         };
     }
 
-    private static string StripContent(JsonNode n)
+    private static string StripContent(JsonField n)
     {
         string c = n.Required("content").String();
         return c.EnumerateRunes().Count() == 1 ? c : throw n.Error($"content '{c}' must be one character");

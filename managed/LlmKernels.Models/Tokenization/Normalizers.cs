@@ -8,9 +8,9 @@ internal abstract class Normalizer
 {
     public abstract string Normalize(string text);
 
-    public static Normalizer? Load(JsonNode? node)
+    public static Normalizer? Load(JsonField? node)
     {
-        if (node is not JsonNode n) return null;
+        if (node is not JsonField n) return null;
         string type = n.Type();
         return type switch
         {
@@ -74,10 +74,10 @@ internal sealed class Pattern
     public static Pattern FromRegex(string source) =>
         new(null, new Regex(source, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(10)));
 
-    public static Pattern Load(JsonNode node)
+    public static Pattern Load(JsonField node)
     {
-        if (node.Optional("String") is JsonNode s) return new Pattern(s.String(), null);
-        if (node.Optional("Regex") is JsonNode r)
+        if (node.Optional("String") is JsonField s) return new Pattern(s.String(), null);
+        if (node.Optional("Regex") is JsonField r)
         {
             string source = r.String();
             try

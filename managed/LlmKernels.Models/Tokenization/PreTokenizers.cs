@@ -20,9 +20,9 @@ internal abstract class PreTokenizer
     /// <summary>GPT-2's split regex, used by ByteLevel with use_regex.</summary>
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
-    public static PreTokenizer? Load(JsonNode? node)
+    public static PreTokenizer? Load(JsonField? node)
     {
-        if (node is not JsonNode n) return null;
+        if (node is not JsonField n) return null;
         string type = n.Type();
         return type switch
         {
@@ -36,7 +36,7 @@ internal abstract class PreTokenizer
         };
     }
 
-    private static SplitBehavior ParseBehavior(JsonNode node)
+    private static SplitBehavior ParseBehavior(JsonField node)
     {
         string s = node.String();
         return Enum.TryParse<SplitBehavior>(s, false, out var b) && Enum.IsDefined(b)
@@ -150,7 +150,7 @@ internal enum PrependScheme { Always, First, Never }
 /// <summary>SentencePiece's space handling shared by the Metaspace pre-tokenizer and decoder.</summary>
 internal sealed record Metaspace(char Replacement, PrependScheme Prepend)
 {
-    public static Metaspace Load(JsonNode n)
+    public static Metaspace Load(JsonField n)
     {
         string replacement = n.OptionalString("replacement") ?? "\u2581";
         if (replacement.Length != 1) throw n.Error($"replacement '{replacement}' must be one character");

@@ -30,7 +30,7 @@ public sealed partial class Tokenizer
 
     private readonly string _source;
 
-    private Tokenizer(JsonNode root, string source)
+    private Tokenizer(JsonField root, string source)
     {
         _source = source;
         var model = root.Required("model");
@@ -43,7 +43,7 @@ public sealed partial class Tokenizer
         _decoder = Decoder.Load(root.Optional("decoder"));
 
         var added = new List<AddedToken>();
-        if (root.Optional("added_tokens") is JsonNode list)
+        if (root.Optional("added_tokens") is JsonField list)
         {
             foreach (var t in list.Items())
             {
@@ -74,7 +74,7 @@ public sealed partial class Tokenizer
     public static Tokenizer FromJson(byte[] utf8, string source = "tokenizer.json")
     {
         using var doc = ModelFile.ParseJson(utf8, source);
-        return new Tokenizer(new JsonNode(doc.RootElement, source, ""), source);
+        return new Tokenizer(new JsonField(doc.RootElement, source, ""), source);
     }
 
     /// <summary>
@@ -138,9 +138,9 @@ public sealed partial class Tokenizer
         return _decoder is null ? string.Join(" ", tokens) : string.Concat(_decoder.DecodeChain(tokens));
     }
 
-    private void LoadPostProcessor(JsonNode? node)
+    private void LoadPostProcessor(JsonField? node)
     {
-        if (node is not JsonNode n) return;
+        if (node is not JsonField n) return;
         string type = n.Type();
         switch (type)
         {
@@ -156,12 +156,12 @@ public sealed partial class Tokenizer
                 return;
             case "TemplateProcessing":
                 var specials = new Dictionary<string, int[]>();
-                if (n.Optional("special_tokens") is JsonNode st)
+                if (n.Optional("special_tokens") is JsonField st)
                     foreach (var (name, value) in st.Properties())
                         specials[name] = value.Required("ids").Items().Select(i => i.TokenId()).ToArray();
                 foreach (var item in n.Required("single").Items())
                 {
-                    if (item.Optional("SpecialToken") is JsonNode s)
+                    if (item.Optional("SpecialToken") is JsonField s)
                     {
                         string id = s.Required("id").String();
                         _template.Add(specials.TryGetValue(id, out var ids) ? ids

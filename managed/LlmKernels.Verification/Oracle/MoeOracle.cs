@@ -24,7 +24,7 @@ public static class MoeOracle
         for (int t = 0; t < tokens; t++)
         {
             var row = logits.Slice(t * experts, experts);
-            var score = p.scoring == (int)LlmkMoeScoring.Sigmoid ? Sigmoid(row) : Softmax(row);
+            var score = p.scoring == LlmkMoeScoring.Sigmoid ? Sigmoid(row) : Softmax(row);
             var choice = new double[experts];
             for (int e = 0; e < experts; e++)
                 choice[e] = score[e] + (bias.IsEmpty ? 0 : bias[e]);

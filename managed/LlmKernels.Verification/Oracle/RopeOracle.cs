@@ -18,7 +18,7 @@ public static class RopeOracle
         double[] PosFreqs(double b) => Enumerable.Range(0, dim / 2).Select(i => Math.Pow(b, 2.0 * i / dim)).ToArray();
         double[] Default(double b) => PosFreqs(b).Select(f => 1 / f).ToArray();
 
-        switch ((LlmkRopeScaling)p.scaling)
+        switch (p.scaling)
         {
             case LlmkRopeScaling.Default:
                 return (Default(theta), 1);

@@ -20,8 +20,6 @@ llmk_status llmk_fail(llmk_status status, const char* format, ...) {
     return status;
 }
 
-void llmk_clear_error(void) { last_error[0] = '\0'; }
-
 const char* llmk_last_error(void) { return last_error; }
 
 const char* llmk_status_string(llmk_status status) {
@@ -46,10 +44,19 @@ const char* llmk_status_string(llmk_status status) {
     return names[status];
 }
 
+/* CMake defines LLMK_VERSION_STRING from project(VERSION), after checking that the header's LLMK_VERSION_* agree
+ * (native/CMakeLists.txt); a build without CMake (the CUDA host emulators) spells the header's numbers. */
+#ifndef LLMK_VERSION_STRING
+#define LLMK_STRINGIFY_(x) #x
+#define LLMK_STRINGIFY(x) LLMK_STRINGIFY_(x)
+#define LLMK_VERSION_STRING \
+    LLMK_STRINGIFY(LLMK_VERSION_MAJOR) "." LLMK_STRINGIFY(LLMK_VERSION_MINOR) "." LLMK_STRINGIFY(LLMK_VERSION_PATCH)
+#endif
+
 const char* llmk_version(void) {
 #ifdef LLMK_WITH_CUDA
-    return "0.1.0+cpu+cuda";
+    return LLMK_VERSION_STRING "+cpu+cuda";
 #else
-    return "0.1.0+cpu";
+    return LLMK_VERSION_STRING "+cpu";
 #endif
 }

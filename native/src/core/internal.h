@@ -21,7 +21,6 @@ llmk_status llmk_fail(llmk_status status, const char* format, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-void llmk_clear_error(void);
 
 #define LLMK_TRY(expr)                        \
     do {                                      \

@@ -160,13 +160,6 @@ namespace llmk_cu {
 
 /* ---- dtypes ---------------------------------------------------------------------------------------- */
 
-template <class T> struct dtype_traits;
-template <> struct dtype_traits<float> { static constexpr llmk_dtype dtype = LLMK_DTYPE_F32; };
-template <> struct dtype_traits<__half> { static constexpr llmk_dtype dtype = LLMK_DTYPE_F16; };
-template <> struct dtype_traits<__nv_bfloat16> { static constexpr llmk_dtype dtype = LLMK_DTYPE_BF16; };
-template <> struct dtype_traits<int32_t> { static constexpr llmk_dtype dtype = LLMK_DTYPE_I32; };
-template <> struct dtype_traits<int64_t> { static constexpr llmk_dtype dtype = LLMK_DTYPE_I64; };
-
 /* Conversions: to f32 exactly, from f32 round-to-nearest-even (as llmk_store_float on the CPU). */
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
@@ -485,7 +478,6 @@ public:
             bad_ = true;
         total_ += rounded;
     }
-    uint64_t bytes() const { return total_; }
     llmk_status commit(llmk_context* ctx, const char* llmk_fn);
 
 private:

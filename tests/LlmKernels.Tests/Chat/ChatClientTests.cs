@@ -232,7 +232,7 @@ public class ChatClientTests
                         Throws.TypeOf<ModelFormatException>().With.Message.Contains("tokenizer_config.json: chat_template: chat template syntax error"));
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": 42}""");
             Assert.That(() => LlmkChatClient.LoadChatFiles(dir),
-                        Throws.TypeOf<ModelFormatException>().With.Message.Contains("chat_template is neither a string"));
+                        Throws.TypeOf<ModelFormatException>().With.Message.Contains("'chat_template' is neither a string"));
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{ not json");
             Assert.That(() => LlmkChatClient.LoadChatFiles(dir), Throws.TypeOf<ModelFormatException>().With.Message.Contains("not valid JSON"));
         }

@@ -97,8 +97,8 @@ public class ChatPartsTests
         Assert.That(ChatTemplate.FromTokenizerConfig(new TokenizerConfig()), Is.Null);
     }
 
-    [TestCase("""{"eos_token": 5}""", "eos_token is 5")]
-    [TestCase("""{"chat_template": [{"template": "x"}]}""", "chat_template[0].name is missing")]
+    [TestCase("""{"eos_token": 5}""", "'eos_token' is 5")]
+    [TestCase("""{"chat_template": [{"template": "x"}]}""", "'chat_template[0].name' is missing")]
     [TestCase("[1, 2]", "expected a JSON object")]
     [TestCase("""{"chat_template": "x",}}""", "not valid JSON")]
     public void MalformedTokenizerConfigIsAClearError(string json, string expected)
@@ -121,7 +121,7 @@ public class ChatPartsTests
         Assert.That(sampled.MaxNewTokens, Is.EqualTo(100));
 
         Assert.That(() => GenerationConfig.Parse(Utf8("""{"temperature": -1}"""), "generation_config.json"),
-                    Throws.TypeOf<ModelFormatException>().With.Message.Contains("generation_config.json: temperature is -1"));
+                    Throws.TypeOf<ModelFormatException>().With.Message.Contains("generation_config.json: 'temperature' is -1"));
         Assert.That(() => GenerationConfig.Parse(Utf8("""{"eos_token_id": "x"}""")), Throws.TypeOf<ModelFormatException>());
     }
 }

@@ -71,7 +71,7 @@ public class BadInputCliTests
         // Values that are finite doubles but not finite floats, and relations the formulas divide by.
         yield return Case(B("rope_theta 1e300", d => EditConfig(d, c => c["rope_theta"] = 1e300), "'rope_theta' is 1E+300, beyond the single-precision range"));
         yield return Case(B("rope factor 1e300", d => EditConfig(d, c => c["rope_scaling"] = new JsonObject { ["rope_type"] = "linear", ["factor"] = 1e300 }),
-                            "'factor' is 1E+300, beyond the single-precision range"));
+                            "'rope_scaling.factor' is 1E+300, beyond the single-precision range"));
         yield return Case(B("llama3 low_freq_factor == high_freq_factor", d => EditConfig(d, c => c["rope_scaling"] = new JsonObject
         {
             ["rope_type"] = "llama3", ["factor"] = 8, ["low_freq_factor"] = 2, ["high_freq_factor"] = 2, ["original_max_position_embeddings"] = 64,
@@ -81,7 +81,7 @@ public class BadInputCliTests
         yield return Case(B("eos_token_id list past vocab_size", d => EditConfig(d, c => c["eos_token_id"] = new JsonArray(1, Vocab + 10)), $"id {Vocab + 10} is not below vocab_size"));
         // Tokenizers that do not fit the model.
         yield return Case(B("tokenizer with an empty vocabulary", d => EditTokenizer(d, t => { t["model"]!["vocab"] = new JsonObject(); t["model"]!["merges"] = new JsonArray(); }),
-                            "model.vocab is empty", false));
+                            "'model.vocab' is empty", false));
         yield return Case(B("added token id past vocab_size", d => EditTokenizer(d, t => t["added_tokens"]!.AsArray().Add(new JsonObject { ["id"] = Vocab + 3, ["content"] = "<extra>", ["special"] = true })),
                             $"added token '<extra>' has id {Vocab + 3}, not below the model's vocab_size ({Vocab})", false));
         // Safetensors files that break the format's layout rules.

@@ -120,9 +120,9 @@ public class ModelConfigTests
         yield return Case("HiddenNotMultipleOfHeads", $$"""{"model_type":"llama",{{ok.Replace("\"num_attention_heads\":4", "\"num_attention_heads\":5")}}}""", "'head_dim'", "not a multiple");
         yield return Case("OddHeadDim", $$"""{"model_type":"llama","head_dim":15,{{ok}}}""", "'head_dim'", "even");
         yield return Case("NegativeEps", $$"""{"model_type":"llama","rms_norm_eps":-1,{{ok}}}""", "'rms_norm_eps'", "> 0");
-        yield return Case("UnknownRopeType", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"longrope","factor":2},{{ok}}}""", "'rope_type'", "'longrope'");
-        yield return Case("ScalingWithoutFactor", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"linear"},{{ok}}}""", "'factor'", "missing");
-        yield return Case("Llama3WithoutOriginal", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"llama3","factor":8},{{ok}}}""", "'original_max_position_embeddings'", "llama3");
+        yield return Case("UnknownRopeType", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"longrope","factor":2},{{ok}}}""", "'rope_scaling.rope_type'", "'longrope'");
+        yield return Case("ScalingWithoutFactor", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"linear"},{{ok}}}""", "'rope_scaling.factor'", "missing");
+        yield return Case("Llama3WithoutOriginal", $$"""{"model_type":"llama","rope_scaling":{"rope_type":"llama3","factor":8},{{ok}}}""", "'rope_scaling.original_max_position_embeddings'", "llama3");
         yield return Case("MixtralWithoutExperts", $$"""{"model_type":"mixtral",{{ok}}}""", "'num_local_experts'", "missing");
         yield return Case("TooManyExpertsPerToken", $$"""{"model_type":"mixtral","num_local_experts":2,"num_experts_per_tok":3,{{ok}}}""", "'num_experts_per_tok'", "3");
         yield return Case("BadEosId", $$"""{"model_type":"llama","eos_token_id":"</s>",{{ok}}}""", "'eos_token_id'", "token id");

@@ -151,8 +151,8 @@ public class TokenizerTests
         yield return Case("MergeWithoutSpace", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":["aa"]}"""), "model.merges[0]", "two tokens");
         yield return Case("DuplicateId", Minimal("""{"type":"BPE","vocab":{"a":0,"b":0},"merges":[]}"""), "id 0", "'a'", "'b'");
         yield return Case("UnkNotInVocab", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[],"unk_token":"<unk>"}"""), "unk_token '<unk>'");
-        yield return Case("MissingVocab", Minimal("""{"type":"BPE","merges":[]}"""), "model.vocab is missing");
-        yield return Case("EmptyVocabulary", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", ""), "model.vocab is empty");
+        yield return Case("MissingVocab", Minimal("""{"type":"BPE","merges":[]}"""), "'model.vocab' is missing");
+        yield return Case("EmptyVocabulary", Minimal("""{"type":"BPE","vocab":{},"merges":[]}""", ""), "'model.vocab' is empty");
         yield return Case("UnknownPreTokenizer", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"), "pre_tokenizer", "'BertPreTokenizer'");
         yield return Case("BadRegex", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\"},"), "pre_tokenizer.pattern.Regex", "regular expression");
         yield return Case("BadBehavior", Minimal("""{"type":"BPE","vocab":{"a":0},"merges":[]}""", "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"Sideways\"},"), "behavior", "'Sideways'");
