@@ -27,6 +27,14 @@ __device__ __forceinline__ uint32_t frag_addr(uint32_t row_base, int c, uint32_t
     return row_base + (uint32_t)((c & ~7) << 4) + ((uint32_t)((c & 7) << 4) ^ y16);
 }
 
+/* Two n-tiles (8 columns each) of one k-step from one ldmatrix.x4 of B: c0 += a . b[0..1], c1 += a . b[2..3]. */
+template <class T>
+__device__ __forceinline__ void mma_two_ntiles(float (&c0)[4], float (&c1)[4], const uint32_t (&a)[4],
+                                               const uint32_t (&b)[4]) {
+    mma16816<T>(c0, a, b[0], b[1]);
+    mma16816<T>(c1, a, b[2], b[3]);
+}
+
 /* ---- the kernel's steps ------------------------------------------------------------------------------
  * flash_kernel_sm80 below is these steps in order; each is inlined, so the split names the steps without
  * changing an instruction. S is FlashShape<D, Decode>. */
@@ -181,8 +189,7 @@ __device__ __forceinline__ void qk_mma(float (&s)[S::kNT][4], const uint32_t (&q
         for (int np = 0; np < kNW / 16; np++) {
             uint32_t bk[4];
             ldsm_x4(bk, frag_addr(sK + f.k_row + np * 16 * D * 2, 2 * ks, f.y_k));
-            mma16816<T>(s[2 * np], a, bk[0], bk[1]);
-            mma16816<T>(s[2 * np + 1], a, bk[2], bk[3]);
+            mma_two_ntiles<T>(s[2 * np], s[2 * np + 1], a, bk);
         }
     }
 }
@@ -251,8 +258,7 @@ __device__ __forceinline__ void pv_mma(float (&o)[S::kDT][4], const float (&s)[S
         for (int dp = 0; dp < D / 16; dp++) {
             uint32_t bv[4];
             ldsm_x4_trans(bv, frag_addr(sV + f.v_row + kk * 16 * D * 2, 2 * dp, f.y_qv));
-            mma16816<T>(o[2 * dp], a, bv[0], bv[1]);
-            mma16816<T>(o[2 * dp + 1], a, bv[2], bv[3]);
+            mma_two_ntiles<T>(o[2 * dp], o[2 * dp + 1], a, bv);
         }
     }
 }

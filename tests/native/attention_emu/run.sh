@@ -6,13 +6,4 @@
 # usage: run.sh [early|late] [name filter | fuzz [count]]   (cp.async data lands at issue or at the wait;
 #        CUDA_SRC=dir: kernels from another copy, built apart)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-if [ -n "${CUDA_SRC:-}" ]; then
-  build=$(mktemp -d "${TMPDIR:-/tmp}/llmk_attention_emu.XXXXXX")
-  trap 'rm -rf "$build"' EXIT
-else
-  build=${LLMK_EMU_BUILD:-$root/build/emu}
-fi
-"$root/tests/native/emu/build.sh" "$build" llmk_attention_emu > "$build/build.log" 2>&1 || { cat "$build/build.log"; exit 1; }
-"$build/llmk_attention_emu" "${@:-early}"
+exec "$(dirname "$0")/../emu/run.sh" llmk_attention_emu "${@:-early}"

@@ -6,13 +6,4 @@
 # behaviour abort the run) into build/emu (LLMK_EMU_BUILD=dir elsewhere), incrementally.
 # usage: run.sh [llmk_gpu_bench arguments; default --check-only]   (CUDA_SRC=dir: kernels from another copy)
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../../.." && pwd)
-if [ -n "${CUDA_SRC:-}" ]; then # another copy of the kernels, e.g. a deliberately broken one: its own build
-  build=$(mktemp -d "${TMPDIR:-/tmp}/llmk_cuda_emu.XXXXXX")
-  trap 'rm -rf "$build"' EXIT
-else
-  build=${LLMK_EMU_BUILD:-$root/build/emu}
-fi
-"$root/tests/native/emu/build.sh" "$build" llmk_cuda_emu > "$build/build.log" 2>&1 || { cat "$build/build.log"; exit 1; }
-"$build/llmk_cuda_emu" "${@:---check-only}"
+exec "$(dirname "$0")/../emu/run.sh" llmk_cuda_emu "${@:---check-only}"
