@@ -11,7 +11,8 @@
 // in the same run: device-to-device copy bandwidth (llmk_copy of 1 GiB) and a cuBLAS bf16 GEMM
 // (8192^3). Kernels with data-dependent index checks (embedding, rope, moe_permute, moe_unpermute)
 // include their one stream synchronization.
-#include "common.cuh" // llmk_cuda_state: the context's stream, for the events
+#include "attention.cuh" // the head dims of the tensor-core attention kernels, to check each
+#include "common.cuh"    // llmk_cuda_state: the context's stream, for the events
 
 #include <algorithm>
 #include <chrono>
@@ -691,7 +692,12 @@ void run_checks(Checker& c) {
                     });
         }
 
-        for (int64_t hd : {64, 128}) {
+        std::vector<int64_t> head_dims; // every head dim of the tensor-core kernels, and one they do not take
+#define LLMK_BENCH_HEAD_DIM_(D) head_dims.push_back(D);
+        LLMK_ATTN_FLASH_HEAD_DIMS(LLMK_BENCH_HEAD_DIM_)
+#undef LLMK_BENCH_HEAD_DIM_
+        head_dims.push_back(96);
+        for (int64_t hd : head_dims) {
             const int64_t B = 2, S = 37, H = 4, KH = 2;
             c.check("attention causal gqa hd " + std::to_string(hd), dt, {in(dt, {B, S, H, hd}, c.randoms(B * S * H * hd)), in(dt, {B, S, KH, hd}, c.randoms(B * S * KH * hd)), in(dt, {B, S, KH, hd}, c.randoms(B * S * KH * hd)), out(dt, {B, S, H, hd}), out(LLMK_DTYPE_F32, {B, H, S})},
                     [](llmk_context* x, std::vector<llmk_tensor>& t) {
