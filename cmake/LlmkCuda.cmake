@@ -28,15 +28,32 @@ macro(llmk_add_cuda_backend)
     endif()
   endif()
   if(_llmk_cuda_usable)
+    # Architectures: 80 and 90 (the mma.sync kernels, SASS and PTX), plus 90a with CUDA 12+ (the sm_90a code
+    # that wgmma/TMA need: the sm90 slot of the attention kernels, native/src/cuda/attention.cuh). 90a is
+    # appended after enable_language because the toolkit's version is known only then; CMake accepts the
+    # suffix from 3.25. A CMAKE_CUDA_ARCHITECTURES given by the user is taken as it is.
+    set(_llmk_cuda_default_archs FALSE)
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 80 90)
+      set(_llmk_cuda_default_archs TRUE)
     endif()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
+    if(_llmk_cuda_default_archs AND CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 12.0)
+      if(CMAKE_VERSION VERSION_GREATER_EQUAL 3.25)
+        list(APPEND CMAKE_CUDA_ARCHITECTURES 90a-real)
+      else()
+        message(STATUS "llmk: CMake ${CMAKE_VERSION} does not know the 90a architecture (3.25+); no sm_90a code")
+      endif()
+    endif()
     message(STATUS "llmk: CUDA backend with CUDA ${CMAKE_CUDA_COMPILER_VERSION} for ${CMAKE_CUDA_ARCHITECTURES}")
     llmk_library(llmk_cuda)
     target_sources(llmk_cuda PRIVATE ${_llmk_cuda_sources})
     target_compile_definitions(llmk_cuda PRIVATE LLMK_WITH_CUDA)
+    # LLMK_CUDA_SM90A: the library carries sm_90a code, so Hopper devices take the sm90 attention path.
+    if("${CMAKE_CUDA_ARCHITECTURES}" MATCHES "(^|;)90a")
+      target_compile_definitions(llmk_cuda PRIVATE LLMK_CUDA_SM90A)
+    endif()
     set_target_properties(llmk_cuda PROPERTIES
       CUDA_STANDARD 17
       CUDA_VISIBILITY_PRESET hidden

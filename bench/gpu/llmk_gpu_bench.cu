@@ -11,7 +11,8 @@
 // in the same run: device-to-device copy bandwidth (llmk_copy of 1 GiB) and a cuBLAS bf16 GEMM
 // (8192^3). Kernels with data-dependent index checks (embedding, rope, moe_permute, moe_unpermute)
 // include their one stream synchronization.
-#include "common.cuh" // llmk_cuda_state: the context's stream, for the events
+#include "attention.cuh" // the head dims of the tensor-core attention kernels, to check each
+#include "common.cuh"    // llmk_cuda_state: the context's stream, for the events
 
 #include <algorithm>
 #include <chrono>
@@ -63,6 +64,16 @@ llmk_tensor make_tensor(void* data, int32_t dtype, std::vector<int64_t> shape, c
     t.device_type = type;
     t.device_index = index;
     return t;
+}
+
+// Causal attention over the whole kv length, every other parameter at its default.
+llmk_attention_params causal_attention() {
+    llmk_attention_params p;
+    std::memset(&p, 0, sizeof p);
+    p.causal = 1;
+    p.window_left = -1;
+    p.window_right = -1;
+    return p;
 }
 
 int64_t numel(const std::vector<int64_t>& shape) {
@@ -342,11 +353,7 @@ void run_timings(Bench& b) {
         const int64_t batch = 1, s = b.quick ? 2048 : 8192, hq = 32, hk = 8, hd = 128;
         llmk_tensor q = b.floats(bf, {batch, s, hq, hd}), k = b.floats(bf, {batch, s, hk, hd}, 1, 7),
                     v = b.floats(bf, {batch, s, hk, hd}, 1, 8), o = b.empty(bf, {batch, s, hq, hd});
-        llmk_attention_params ap;
-        std::memset(&ap, 0, sizeof ap);
-        ap.causal = 1;
-        ap.window_left = -1;
-        ap.window_right = -1;
+        llmk_attention_params ap = causal_attention();
         llmk_status probe = llmk_attention(ctx, &q, &k, &v, nullptr, &ap, &o, nullptr);
         if (probe == LLMK_STATUS_OK) {
             double ms = b.time([&] { return llmk_attention(ctx, &q, &k, &v, nullptr, &ap, &o, nullptr); });
@@ -364,7 +371,6 @@ void run_timings(Bench& b) {
         llmk_tensor seqlens = b.empty(LLMK_DTYPE_I32, {db});
         std::vector<int32_t> lens((size_t)db, (int32_t)len);
         CHECK_LLMK(llmk_upload(ctx, seqlens.data, lens.data(), lens.size() * 4));
-        ap.causal = 1;
         probe = llmk_attention_kvcache(ctx, &dq, &kc, &vc, nullptr, nullptr, &seqlens, nullptr, &ap, &dout, nullptr);
         if (probe == LLMK_STATUS_OK) {
             double ms = b.time([&] {
@@ -686,25 +692,22 @@ void run_checks(Checker& c) {
                     });
         }
 
-        for (int64_t hd : {64, 128}) {
+        std::vector<int64_t> head_dims; // every head dim of the tensor-core kernels, and one they do not take
+#define LLMK_BENCH_HEAD_DIM_(D) head_dims.push_back(D);
+        LLMK_ATTN_FLASH_HEAD_DIMS(LLMK_BENCH_HEAD_DIM_)
+#undef LLMK_BENCH_HEAD_DIM_
+        head_dims.push_back(96);
+        for (int64_t hd : head_dims) {
             const int64_t B = 2, S = 37, H = 4, KH = 2;
             c.check("attention causal gqa hd " + std::to_string(hd), dt, {in(dt, {B, S, H, hd}, c.randoms(B * S * H * hd)), in(dt, {B, S, KH, hd}, c.randoms(B * S * KH * hd)), in(dt, {B, S, KH, hd}, c.randoms(B * S * KH * hd)), out(dt, {B, S, H, hd}), out(LLMK_DTYPE_F32, {B, H, S})},
                     [](llmk_context* x, std::vector<llmk_tensor>& t) {
-                        llmk_attention_params p;
-                        std::memset(&p, 0, sizeof p);
-                        p.causal = 1;
-                        p.window_left = -1;
-                        p.window_right = -1;
+                        const llmk_attention_params p = causal_attention();
                         return llmk_attention(x, &t[0], &t[1], &t[2], nullptr, &p, &t[3], &t[4]);
                     });
             const int64_t M = 128, N = 3;
             c.check("attention_kvcache hd " + std::to_string(hd), dt, {in(dt, {B, N, H, hd}, c.randoms(B * N * H * hd)), inout(dt, {B, M, KH, hd}, c.randoms(B * M * KH * hd)), inout(dt, {B, M, KH, hd}, c.randoms(B * M * KH * hd)), in(dt, {B, N, KH, hd}, c.randoms(B * N * KH * hd)), in(dt, {B, N, KH, hd}, c.randoms(B * N * KH * hd)), in(LLMK_DTYPE_I32, {B}, {5, 40}), out(dt, {B, N, H, hd})},
                     [](llmk_context* x, std::vector<llmk_tensor>& t) {
-                        llmk_attention_params p;
-                        std::memset(&p, 0, sizeof p);
-                        p.causal = 1;
-                        p.window_left = -1;
-                        p.window_right = -1;
+                        const llmk_attention_params p = causal_attention();
                         return llmk_attention_kvcache(x, &t[0], &t[1], &t[2], &t[3], &t[4], &t[5], nullptr, &p, &t[6], nullptr);
                     });
         }

@@ -1,7 +1,8 @@
 /* CUDA attention entry points: llmk_cuda_attention and llmk_cuda_attention_kvcache (arguments validated
- * by api/attention.c). f16/bf16 with head dim 64/128/256 on sm_80+ run the tensor-core kernel of
- * attention_flash.cuh, with split-KV partitions merged by combine_kernel; everything else (f32, other head
- * dims, rows not 16-byte aligned) runs simple_kernel, one warp per query row. docs/ATTENTION_CUDA.md. */
+ * by api/attention.c). f16/bf16 with a listed head dim (LLMK_ATTN_FLASH_HEAD_DIMS) on sm_80+ run the
+ * tensor-core path of the device's architecture (FlashPath, attention.cuh), with split-KV partitions merged
+ * by combine_kernel; everything else (f32, other head dims, rows not 16-byte aligned) runs simple_kernel,
+ * one warp per query row. docs/ATTENTION_CUDA.md. */
 #include "attention_simple.cuh"
 
 #include <math.h>
@@ -45,26 +46,21 @@ int choose_splits(const llmk_attention_params* params, int64_t base_blocks, int6
     return splits < 1 ? 1 : (int)splits;
 }
 
-/* The tensor-core kernel applies: f16/bf16, head dim 64/128/256, sm_80+, every row 16-byte aligned, sizes
- * that keep tile arithmetic inside int, and the shared memory the device grants. */
-bool flash_applies(const llmk_cuda_state* st, const llmk_tensor* q, const llmk_tensor* k, const llmk_tensor* v,
-                   const llmk_tensor* out, int64_t packed_rows, bool decode) {
+/* The tensor-core path applies: f16/bf16, a listed head dim (LLMK_ATTN_FLASH_HEAD_DIMS), sm_80+, every row
+ * 16-byte aligned, sizes that keep tile arithmetic inside int, and the shared memory the device grants to
+ * the configuration the path plans (*plan). */
+bool flash_applies(const llmk_cuda_state* st, FlashArch arch, const llmk_tensor* q, const llmk_tensor* k,
+                   const llmk_tensor* v, const llmk_tensor* out, int64_t packed_rows, FlashPlan* plan) {
     const int64_t D = q->shape[3];
-    if (q->dtype == LLMK_DTYPE_F32 || (D != 64 && D != 128 && D != 256) || st->cc_major < 8)
+    if (q->dtype == LLMK_DTYPE_F32 || st->cc_major < 8)
+        return false;
+    if (!visit_flash_path(arch, (int)D, [&](auto path) { *plan = decltype(path)::plan(packed_rows); }))
         return false;
     if (!rows_aligned16(q, 2, D) || !rows_aligned16(k, 2, D) || !rows_aligned16(v, 2, D) || !rows_aligned16(out, 2, D))
         return false;
     if (packed_rows >= (1ll << 30) || k->shape[1] >= (1ll << 30))
         return false;
-    return flash_smem_bytes((int)D, decode) <= st->max_shared_optin;
-}
-
-template <class T> llmk_status launch_flash_dims(const Params& p, bool decode, cudaStream_t stream, const char* llmk_fn) {
-    switch (p.head_dim) {
-    case 64: return launch_flash<T, 64>(p, decode, stream, llmk_fn);
-    case 128: return launch_flash<T, 128>(p, decode, stream, llmk_fn);
-    default: return launch_flash<T, 256>(p, decode, stream, llmk_fn);
-    }
+    return plan->smem_bytes <= st->max_shared_optin;
 }
 
 /* Attention of q over k/v (kv rows per batch: seqlens[b] + kv_add when seqlens, else k's dimension 1). */
@@ -110,10 +106,11 @@ llmk_status attend(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* q,
     p.num_splits = 1;
 
     const int64_t packed_rows = q_len * p.group; /* query rows sharing one kv head */
-    const bool decode = packed_rows <= flash_block_m(true);
     const bool naive = params->algorithm == LLMK_ATTENTION_ALGORITHM_NAIVE;
-    if (!naive && flash_applies(st, q, k, v, out, packed_rows, decode)) {
-        const int64_t bm = flash_block_m(decode), bn = flash_block_n((int)D, decode);
+    const FlashArch arch = flash_arch_for(st->cc_major);
+    FlashPlan plan{};
+    if (!naive && flash_applies(st, arch, q, k, v, out, packed_rows, &plan)) {
+        const int64_t bm = plan.block_m, bn = plan.block_n;
         const int64_t base_blocks = (packed_rows + bm - 1) / bm * kv_heads * batch;
         p.num_splits = choose_splits(params, base_blocks, (kv_rows + bn - 1) / bn, st->sm_count);
         if (p.num_splits > 1) {
@@ -123,8 +120,8 @@ llmk_status attend(llmk_context* ctx, const char* llmk_fn, const llmk_tensor* q,
             scratch.add(&p.lse_part, (int64_t)p.num_splits * rows);
             LLMK_TRY(scratch.commit(ctx, llmk_fn));
         }
-        LLMK_TRY(q->dtype == LLMK_DTYPE_F16 ? launch_flash_dims<__half>(p, decode, st->stream, llmk_fn)
-                                            : launch_flash_dims<__nv_bfloat16>(p, decode, st->stream, llmk_fn));
+        LLMK_TRY(q->dtype == LLMK_DTYPE_F16 ? launch_flash<__half>(arch, p, plan, st->stream, llmk_fn)
+                                            : launch_flash<__nv_bfloat16>(arch, p, plan, st->stream, llmk_fn));
         if (p.num_splits > 1) {
             const int64_t blocks = (batch * heads * q_len + kSimpleWarps - 1) / kSimpleWarps;
             if (blocks > kIntMax)

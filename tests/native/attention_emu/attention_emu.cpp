@@ -1,20 +1,30 @@
-// Runs the CUDA attention kernels (native/src/cuda/attention_*.cuh) in the host emulator of emu.h
-// against a double-precision reference. Usage: attention_emu [early|late] [name filter | fuzz [count]];
-// SEED=n changes the random inputs. Exit status 0 when every case passes.
-#include "emu.h"
-#define __CUDA_ARCH__ 800
-#include "attention_flash.cuh"
-#include "attention_simple.cuh"
+// Runs the CUDA attention entry points (llmk_attention, llmk_attention_kvcache on the emulated CUDA context
+// of tests/native/emu: native/src/cuda/attention*.cu/.cuh as they are, threads as fibers, the PTX
+// instructions emulated) against the CPU reference (native/src/cpu/attention.c through the same API, on f32
+// copies of the rounded inputs): the reference llmk_gpu_bench --check holds the CUDA backend to on a GPU, and
+// the one the NUnit suite holds to the double-precision oracles. Each case checks out and lse, that rows
+// which see no key give zeros and -inf, that the KV caches hold exactly what the reference appended, that
+// padding and cache rows past the sequence stay untouched (NaN), and that the intended kernels ran.
+// Cases alternate between a compute capability 8.x device (the sm80 path) and 9.x (the sm90 slot).
+// Usage: attention_emu [early|late] [name filter | fuzz [count]]; SEED=n changes the random inputs. Every line
+// ends with a digest of the CUDA output bits: a change that claims to keep the kernels' math keeps them.
+// Exit status 0 when every case passes.
+#include <algorithm>
 #include <random>
 #include <string>
+#include <vector>
+
+#include "emu_runtime.h"
+
+#include "attention.cuh"
 
 using namespace llmk_cu::attn;
-using llmk_cu::to_float;
-using llmk_cu::from_float;
+
+namespace {
 
 struct Case {
     std::string name;
-    int B, Lq, H, Hkv, D, kv;       // kv: kv_len, or max_len with kvcache
+    int B, Lq, H, Hkv, D, kv; // kv: kv_len, or max_len with kvcache
     bool causal = false;
     int wl = -1, wr = -1;
     float softcap = 0;
@@ -23,160 +33,304 @@ struct Case {
     int new_len = 0;
     int splits = 1;
     float scale = 0;
+    int algorithm = LLMK_ATTENTION_ALGORITHM_AUTO;
 };
 
-static std::mt19937 rng(getenv("SEED") ? atoi(getenv("SEED")) : 12345);
-static float uni(float a = -1, float b = 1) { return std::uniform_real_distribution<float>(a, b)(rng); }
+std::mt19937 rng(getenv("SEED") ? atoi(getenv("SEED")) : 12345);
+float uni(float a = -1, float b = 1) { return std::uniform_real_distribution<float>(a, b)(rng); }
 
-template <class T> struct Buf {
-    std::vector<T> data;
-    int64_t s0, s1, s2;
-    Buf(int64_t d0, int64_t d1, int64_t d2, int64_t D, int64_t pad) {
-        s2 = D + pad; s1 = d2 * s2; s0 = d1 * s1 + pad;
-        data.resize((size_t)(d0 * s0 + 16));
-        for (auto& x : data) x = from_float<T>(NAN);
-    }
-    T& at(int64_t a, int64_t b, int64_t c, int64_t d) { return data[a * s0 + b * s1 + c * s2 + d]; }
-};
-
-template <class T, int D> void launch(const Case& c, Params& p, bool flash) {
-    if constexpr (!std::is_same_v<T, float>) if (flash) {
-        const bool decode = (int64_t)c.Lq * (c.H / c.Hkv) <= 16;
-        const int bm = flash_block_m(decode);
-        const int64_t m_blocks = ((int64_t)c.Lq * (c.H / c.Hkv) + bm - 1) / bm;
-        const int64_t blocks = m_blocks * p.num_splits * c.Hkv * c.B;
-        emu::grid_x = (unsigned)blocks;
-        for (int64_t bid = 0; bid < blocks; bid++) {
-            emu::block_x = (unsigned)bid;
-            if (decode) emu::run_block([&] { flash_kernel<T, D, true>(p); });
-            else emu::run_block([&] { flash_kernel<T, D, false>(p); });
-        }
-        if (p.num_splits > 1) {
-            const int64_t rows = (int64_t)c.B * c.H * c.Lq;
-            for (int64_t bid = 0; bid < (rows + 3) / 4; bid++) {
-                emu::block_x = (unsigned)bid;
-                emu::run_block([&] { combine_kernel<T>(p); });
-            }
-        }
-        return;
-    }
-    {
-        const int64_t rows = (int64_t)c.B * c.H * c.Lq;
-        for (int64_t bid = 0; bid < (rows + 3) / 4; bid++) {
-            emu::block_x = (unsigned)bid;
-            emu::run_block([&] { simple_kernel<T>(p); });
-        }
+void check(llmk_status s, const char* what) {
+    if (s != LLMK_STATUS_OK) {
+        fprintf(stderr, "%s: %s: %s\n", what, llmk_status_string(s), llmk_last_error());
+        exit(2);
     }
 }
 
+/* A [d0, d1, d2, D] tensor in dtype T on the host, rows padded (pad elements after each row of D, and after
+ * each batch), everything NaN until written; and its copy on a context. */
+template <class T> struct Host {
+    std::vector<T> data;
+    int64_t shape[4], strides[4];
+    Host(int64_t d0, int64_t d1, int64_t d2, int64_t D, int64_t pad) : shape{d0, d1, d2, D} {
+        strides[3] = 1;
+        strides[2] = D + pad;
+        strides[1] = d2 * strides[2];
+        strides[0] = d1 * strides[1] + pad;
+        data.assign((size_t)(d0 * strides[0] + 16), llmk_cu::from_float<T>(NAN));
+    }
+    T& at(int64_t a, int64_t b, int64_t c, int64_t d) {
+        return data[(size_t)(a * strides[0] + b * strides[1] + c * strides[2] + d)];
+    }
+    float get(int64_t a, int64_t b, int64_t c, int64_t d) { return llmk_cu::to_float(at(a, b, c, d)); }
+};
+
+template <class T> constexpr int32_t dtype_of() {
+    return std::is_same_v<T, float> ? LLMK_DTYPE_F32 : std::is_same_v<T, __half> ? LLMK_DTYPE_F16 : LLMK_DTYPE_BF16;
+}
+
+/* Memory of one context: uploaded copies of host tensors, freed together. */
+struct Device {
+    llmk_context* ctx;
+    std::vector<void*> buffers;
+    ~Device() {
+        for (void* p : buffers)
+            llmk_free(ctx, p);
+    }
+    template <class T> llmk_tensor put(Host<T>& h) { return put(h.data.data(), h.data.size() * sizeof(T), dtype_of<T>(), 4, h.shape, h.strides); }
+    llmk_tensor put(const void* bytes, size_t size, int32_t dtype, int32_t rank, const int64_t* shape, const int64_t* strides) {
+        void* p = nullptr;
+        check(llmk_malloc(ctx, size, &p), "llmk_malloc");
+        check(llmk_upload(ctx, p, bytes, size), "llmk_upload");
+        buffers.push_back(p);
+        llmk_tensor t{};
+        t.data = p;
+        t.dtype = dtype;
+        t.rank = rank;
+        for (int d = 0; d < rank; d++)
+            t.shape[d] = shape[d], t.strides[d] = strides[d];
+        check(llmk_context_device(ctx, &t.device_type, &t.device_index), "llmk_context_device");
+        return t;
+    }
+    template <class T> void get(Host<T>& h, const llmk_tensor& t) {
+        check(llmk_download(ctx, h.data.data(), t.data, h.data.size() * sizeof(T)), "llmk_download");
+    }
+};
+
+/* f32 copy of a host tensor (the reference's input: the rounded values, exactly). */
+template <class T> Host<float> widen(Host<T>& h, int64_t pad) {
+    Host<float> f(h.shape[0], h.shape[1], h.shape[2], h.shape[3], pad);
+    for (int64_t a = 0; a < h.shape[0]; a++)
+        for (int64_t b = 0; b < h.shape[1]; b++)
+            for (int64_t c = 0; c < h.shape[2]; c++)
+                for (int64_t d = 0; d < h.shape[3]; d++)
+                    f.at(a, b, c, d) = h.get(a, b, c, d);
+    return f;
+}
+
+uint32_t fnv(uint32_t h, const void* p, size_t n) {
+    const unsigned char* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
+/* "find_out_of_range+append+flash_sm80+combine": the kernels of the call, in order. */
+std::string kernels_run() {
+    std::string s;
+    for (std::string k : emu::launched) {
+        if (k.size() > 7 && k.compare(k.size() - 7, 7, "_kernel") == 0)
+            k.erase(k.size() - 7);
+        const size_t at = k.find("_kernel_");
+        if (at != std::string::npos)
+            k.erase(at, 7);
+        s += (s.empty() ? "" : "+") + k;
+    }
+    return s;
+}
+
+int case_number = 0;
+
 template <class T> bool run(const Case& c, bool flash, double tol) {
     const int group = c.H / c.Hkv;
-    Buf<T> q(c.B, c.Lq, c.H, c.D, 8), k(c.B, c.kv, c.Hkv, c.D, 8), v(c.B, c.kv, c.Hkv, c.D, 16), out(c.B, c.Lq, c.H, c.D, 8);
+    const int cc_major = case_number++ % 2 ? 9 : 8;
+    Host<T> q(c.B, c.Lq, c.H, c.D, 8), k(c.B, c.kv, c.Hkv, c.D, 8), v(c.B, c.kv, c.Hkv, c.D, 16), out(c.B, c.Lq, c.H, c.D, 8);
+    Host<T> k_new(c.B, c.new_len, c.Hkv, c.D, 8), v_new(c.B, c.new_len, c.Hkv, c.D, 8);
     std::vector<int32_t> seqlens(c.B);
     std::vector<int> kv_len(c.B);
     for (int b = 0; b < c.B; b++) {
         seqlens[b] = c.kvcache ? (int)(rng() % (c.kv - c.new_len + 1)) : 0;
-        if (b == 0 && c.kvcache) seqlens[b] = c.kv - c.new_len; // one full cache
+        if (b == 0 && c.kvcache)
+            seqlens[b] = c.kv - c.new_len; // one full cache
         kv_len[b] = c.kvcache ? seqlens[b] + c.new_len : c.kv;
     }
     for (int b = 0; b < c.B; b++)
         for (int i = 0; i < c.Lq; i++)
             for (int h = 0; h < c.H; h++)
-                for (int d = 0; d < c.D; d++) q.at(b, i, h, d) = from_float<T>(uni() * 2);
+                for (int d = 0; d < c.D; d++)
+                    q.at(b, i, h, d) = llmk_cu::from_float<T>(uni() * 2);
+    /* Rows past the sequence stay NaN: they must never be read. With a cache, rows [seqlens, + new_len)
+     * come from k_new/v_new, appended by the call. */
     for (int b = 0; b < c.B; b++)
-        for (int j = 0; j < kv_len[b]; j++) // rows past kv_len stay NaN: they must never be used
+        for (int j = 0; j < kv_len[b]; j++)
             for (int h = 0; h < c.Hkv; h++)
                 for (int d = 0; d < c.D; d++) {
-                    k.at(b, j, h, d) = from_float<T>(uni() * 2);
-                    v.at(b, j, h, d) = from_float<T>(uni());
+                    const T kx = llmk_cu::from_float<T>(uni() * 2), vx = llmk_cu::from_float<T>(uni());
+                    const bool is_new = c.kvcache && j >= seqlens[b];
+                    (is_new ? k_new.at(b, j - seqlens[b], h, d) : k.at(b, j, h, d)) = kx;
+                    (is_new ? v_new.at(b, j - seqlens[b], h, d) : v.at(b, j, h, d)) = vx;
                 }
     std::vector<float> slopes(c.H);
-    for (int h = 0; h < c.H; h++) slopes[h] = c.alibi ? powf(2.0f, -8.0f * (h + 1) / c.H) : 0;
-    const int64_t lse_s1 = c.Lq + 1, lse_s0 = (int64_t)c.H * lse_s1 + 3;
-    std::vector<float> lse((size_t)(c.B * lse_s0 + 8), NAN);
+    for (int h = 0; h < c.H; h++)
+        slopes[h] = c.alibi ? powf(2.0f, -8.0f * (h + 1) / c.H) : 0;
+    const int64_t lse_shape[3] = {c.B, c.H, c.Lq};
+    const int64_t lse_strides[3] = {(int64_t)c.H * (c.Lq + 1) + 3, c.Lq + 1, 1};
+    std::vector<float> lse((size_t)(c.B * lse_strides[0] + 8), NAN);
+    const int64_t one[1] = {1};
+    const int64_t heads[1] = {c.H}, batch[1] = {c.B};
 
-    Params p{};
-    p.q = q.data.data(); p.k = k.data.data(); p.v = v.data.data(); p.out = out.data.data(); p.lse = lse.data();
-    p.q_sb = q.s0, p.q_sl = q.s1, p.q_sh = q.s2;
-    p.k_sb = k.s0, p.k_sl = k.s1, p.k_sh = k.s2;
-    p.v_sb = v.s0, p.v_sl = v.s1, p.v_sh = v.s2;
-    p.o_sb = out.s0, p.o_sl = out.s1, p.o_sh = out.s2;
-    p.lse_sb = lse_s0, p.lse_sh = lse_s1, p.lse_sl = 1;
-    p.alibi = c.alibi ? slopes.data() : nullptr; p.alibi_stride = 1;
-    p.seqlens = c.kvcache ? seqlens.data() : nullptr; p.seqlens_stride = 1; p.kv_add = c.new_len;
-    p.batch = c.B, p.q_len = c.Lq, p.kv_len = c.kv, p.heads = c.H, p.kv_heads = c.Hkv, p.group = group, p.head_dim = c.D;
-    const float scale = c.scale > 0 ? c.scale : 1.0f / sqrtf((float)c.D);
-    p.scale_log2 = scale * kLog2e;
-    p.softcap = c.softcap > 0;
-    p.softcap_in = p.softcap ? scale / c.softcap : 0;
-    p.softcap_out = p.softcap ? c.softcap * kLog2e : 0;
-    p.window_left = c.wl;
-    p.window_right = c.causal ? 0 : c.wr;
-    p.num_splits = flash ? c.splits : 1;
-    std::vector<float> o_part, lse_part;
-    if (p.num_splits > 1) {
-        o_part.assign((size_t)p.num_splits * c.B * c.H * c.Lq * c.D, NAN);
-        lse_part.assign((size_t)p.num_splits * c.B * c.H * c.Lq, NAN);
-        p.o_part = o_part.data(); p.lse_part = lse_part.data();
-    }
-    switch (c.D) {
-    case 64: launch<T, 64>(c, p, flash); break;
-    case 128: launch<T, 128>(c, p, flash); break;
-    case 256: launch<T, 256>(c, p, flash); break;
-    default: if (flash) { fprintf(stderr, "bad D\n"); exit(1); } launch<T, 64>(c, p, false); break;
+    llmk_attention_params params{};
+    params.scale = c.scale;
+    params.causal = c.causal;
+    params.window_left = c.wl;
+    params.window_right = c.wr;
+    params.softcap = c.softcap;
+    params.algorithm = c.algorithm;
+    params.num_splits = c.splits;
+
+    /* The reference: the CPU backend on f32 copies (contiguous apart from the same padding), plain softmax. */
+    Host<float> rq = widen(q, 0), rk = widen(k, 0), rv = widen(v, 0), rout(c.B, c.Lq, c.H, c.D, 0);
+    Host<float> rk_new = widen(k_new, 0), rv_new = widen(v_new, 0);
+    std::vector<float> rlse((size_t)c.B * c.H * c.Lq, NAN);
+    {
+        static llmk_context* cpu = nullptr;
+        if (!cpu)
+            check(llmk_context_create_cpu(1, &cpu), "llmk_context_create_cpu");
+        llmk_attention_params rp = params;
+        rp.algorithm = LLMK_ATTENTION_ALGORITHM_NAIVE;
+        rp.num_splits = 0;
+        Device m{cpu};
+        llmk_tensor tq = m.put(rq), tk = m.put(rk), tv = m.put(rv), to = m.put(rout);
+        const int64_t lse_c[3] = {(int64_t)c.H * c.Lq, c.Lq, 1};
+        llmk_tensor tl = m.put(rlse.data(), rlse.size() * 4, LLMK_DTYPE_F32, 3, lse_shape, lse_c);
+        llmk_tensor ts = m.put(slopes.data(), slopes.size() * 4, LLMK_DTYPE_F32, 1, heads, one);
+        llmk_tensor* alibi = c.alibi ? &ts : nullptr;
+        if (c.kvcache) {
+            llmk_tensor tkn = m.put(rk_new), tvn = m.put(rv_new);
+            llmk_tensor tsl = m.put(seqlens.data(), seqlens.size() * 4, LLMK_DTYPE_I32, 1, batch, one);
+            const bool has_new = c.new_len > 0;
+            check(llmk_attention_kvcache(cpu, &tq, &tk, &tv, has_new ? &tkn : nullptr, has_new ? &tvn : nullptr,
+                                         &tsl, alibi, &rp, &to, &tl), "reference llmk_attention_kvcache");
+            m.get(rk, tk);
+            m.get(rv, tv);
+        } else {
+            check(llmk_attention(cpu, &tq, &tk, &tv, alibi, &rp, &to, &tl), "reference llmk_attention");
+        }
+        m.get(rout, to);
+        check(llmk_download(cpu, rlse.data(), tl.data, rlse.size() * 4), "llmk_download");
     }
 
-    // Reference in double from the stored (rounded) inputs.
+    /* The emulated CUDA device. */
+    static llmk_context* gpu = nullptr;
+    if (!gpu)
+        check(llmk_context_create_cuda(0, &gpu), "llmk_context_create_cuda");
+    static_cast<llmk_cuda_state*>(gpu->backend)->cc_major = cc_major;
+    emu::launched.clear();
+    {
+        Device m{gpu};
+        llmk_tensor tq = m.put(q), tk = m.put(k), tv = m.put(v), to = m.put(out);
+        llmk_tensor tl = m.put(lse.data(), lse.size() * 4, LLMK_DTYPE_F32, 3, lse_shape, lse_strides);
+        llmk_tensor ts = m.put(slopes.data(), slopes.size() * 4, LLMK_DTYPE_F32, 1, heads, one);
+        llmk_tensor* alibi = c.alibi ? &ts : nullptr;
+        llmk_status s;
+        if (c.kvcache) {
+            llmk_tensor tkn = m.put(k_new), tvn = m.put(v_new);
+            llmk_tensor tsl = m.put(seqlens.data(), seqlens.size() * 4, LLMK_DTYPE_I32, 1, batch, one);
+            const bool has_new = c.new_len > 0;
+            s = llmk_attention_kvcache(gpu, &tq, &tk, &tv, has_new ? &tkn : nullptr, has_new ? &tvn : nullptr, &tsl,
+                                       alibi, &params, &to, &tl);
+            m.get(k, tk);
+            m.get(v, tv);
+        } else {
+            s = llmk_attention(gpu, &tq, &tk, &tv, alibi, &params, &to, &tl);
+        }
+        check(s, "llmk_attention on the emulated CUDA context");
+        check(llmk_context_synchronize(gpu), "llmk_context_synchronize");
+        m.get(out, to);
+        check(llmk_download(gpu, lse.data(), tl.data, lse.size() * 4), "llmk_download");
+    }
+
     double err2 = 0, ref2 = 0, max_abs = 0, lse_err = 0;
     int bad = 0;
+    auto complain = [&](const char* what, int b, int h, int i) {
+        if (bad++ < 5)
+            printf("  %s: b%d h%d i%d\n", what, b, h, i);
+    };
+    uint32_t digest = 2166136261u;
     for (int b = 0; b < c.B; b++)
         for (int h = 0; h < c.H; h++)
             for (int i = 0; i < c.Lq; i++) {
-                const int kvh = h / group, L = kv_len[b];
-                const long long diag = (long long)i + L - c.Lq;
-                long long lo = c.wl >= 0 ? std::max(0LL, diag - c.wl) : 0;
-                long long wr = c.causal ? 0 : c.wr;
-                long long hi = wr >= 0 ? std::min((long long)L - 1, diag + wr) : L - 1;
-                std::vector<double> s;
-                double mx = -INFINITY;
-                for (long long j = lo; j <= hi; j++) {
-                    double dot = 0;
-                    for (int d = 0; d < c.D; d++) dot += (double)to_float(q.at(b, i, h, d)) * to_float(k.at(b, j, kvh, d));
-                    double x = scale * dot;
-                    if (c.softcap > 0) x = c.softcap * tanh(x / c.softcap);
-                    x -= (double)slopes[h] * (double)llabs(diag - j);
-                    s.push_back(x);
-                    mx = std::max(mx, x);
-                }
-                double sum = 0;
-                for (double& x : s) { x = exp(x - mx); sum += x; }
+                const float ref_lse = rlse[((size_t)b * c.H + h) * c.Lq + i];
+                const float got_lse = lse[b * lse_strides[0] + h * lse_strides[1] + i];
+                digest = fnv(digest, &got_lse, 4);
+                const bool empty = std::isinf(ref_lse) && ref_lse < 0; // the row sees no key
                 for (int d = 0; d < c.D; d++) {
-                    double ref = 0;
-                    for (long long j = lo; j <= hi; j++) ref += s[j - lo] * to_float(v.at(b, j, kvh, d));
-                    ref = sum > 0 ? ref / sum : 0;
-                    double got = to_float(out.at(b, i, h, d));
-                    if (!std::isfinite(got)) { if (bad++ < 5) printf("  non-finite out b%d h%d i%d d%d\n", b, h, i, d); continue; }
-                    if (sum == 0 && got != 0) { if (bad++ < 5) printf("  masked row not zero b%d h%d i%d\n", b, h, i); }
-                    err2 += (got - ref) * (got - ref); ref2 += ref * ref; max_abs = std::max(max_abs, fabs(got - ref));
+                    const double ref = rout.get(b, i, h, d), got = out.get(b, i, h, d);
+                    digest = fnv(digest, &out.at(b, i, h, d), sizeof(T));
+                    if (!std::isfinite(got)) {
+                        complain("non-finite out", b, h, i);
+                        continue;
+                    }
+                    if (empty && got != 0)
+                        complain("a row that sees no key is not zero", b, h, i);
+                    err2 += (got - ref) * (got - ref);
+                    ref2 += ref * ref;
+                    max_abs = std::max(max_abs, fabs(got - ref));
                 }
-                double ref_lse = sum > 0 ? mx + log(sum) : -INFINITY;
-                double got_lse = lse[b * lse_s0 + h * lse_s1 + i];
-                if (sum == 0) { if (!(std::isinf(got_lse) && got_lse < 0)) { if (bad++ < 5) printf("  lse of masked row %g\n", got_lse); } }
-                else if (!std::isfinite(got_lse)) { if (bad++ < 5) printf("  lse non-finite b%d h%d i%d\n", b, h, i); }
-                else { if (fabs(got_lse - ref_lse) > 0.1 && getenv("DBG")) printf("  lse b%d h%d i%d got %g ref %g L %d\n", b, h, i, got_lse, ref_lse, L); lse_err = std::max(lse_err, fabs(got_lse - ref_lse)); }
+                if (empty) {
+                    if (!(std::isinf(got_lse) && got_lse < 0))
+                        complain("lse of a row that sees no key is not -inf", b, h, i);
+                } else if (!std::isfinite(got_lse)) {
+                    complain("non-finite lse", b, h, i);
+                } else {
+                    lse_err = std::max(lse_err, (double)fabs(got_lse - ref_lse));
+                }
             }
-    // Padding between heads/rows of out must be untouched (NaN).
+    /* Padding of out must be untouched; the caches must hold exactly what the reference's do (the appended
+     * rows, NaN past them), with their padding untouched. */
     for (int b = 0; b < c.B; b++)
         for (int i = 0; i < c.Lq; i++)
             for (int h = 0; h < c.H; h++)
-                for (int d = c.D; d < out.s2; d++)
-                    if (!std::isnan(to_float(out.at(b, i, h, d)))) { if (bad++ < 5) printf("  padding written\n"); }
-    double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
-    bool ok = bad == 0 && rel <= tol && lse_err <= 50 * tol;
-    printf("%s %-44s rel_l2 %.2e max_abs %.2e lse_err %.2e bad %d (%s, splits %d)\n", ok ? "PASS" : "FAIL", c.name.c_str(), rel,
-           max_abs, lse_err, bad, flash ? "flash" : "simple", p.num_splits);
+                for (int64_t d = c.D; d < out.strides[2]; d++)
+                    if (!std::isnan(out.get(b, i, h, d)))
+                        complain("padding of out written", b, h, i);
+    if (c.kvcache)
+        for (int b = 0; b < c.B; b++)
+            for (int j = 0; j < c.kv; j++)
+                for (int h = 0; h < c.Hkv; h++) {
+                    for (int d = 0; d < c.D; d++) {
+                        const float gk = k.get(b, j, h, d), rk_ = rk.get(b, j, h, d);
+                        const float gv = v.get(b, j, h, d), rv_ = rv.get(b, j, h, d);
+                        if (!(gk == rk_ || (std::isnan(gk) && std::isnan(rk_))) ||
+                            !(gv == rv_ || (std::isnan(gv) && std::isnan(rv_))))
+                            complain("cache differs from the reference's (row j as i)", b, h, j);
+                    }
+                    for (int64_t d = c.D; d < k.strides[2]; d++)
+                        if (!std::isnan(k.get(b, j, h, d)))
+                            complain("padding of k_cache written (row j as i)", b, h, j);
+                }
+    const std::string ran = kernels_run();
+    const char* want = flash ? "flash_sm80" : "simple";
+    if (ran.find(want) == std::string::npos) {
+        printf("  expected %s, ran %s\n", want, ran.c_str());
+        bad++;
+    }
+    const double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+    const bool ok = bad == 0 && rel <= tol && lse_err <= 50 * tol;
+    printf("%s %-44s %-4s rel_l2 %.2e max_abs %.2e lse_err %.2e bad %d (cc %d.0: %s) #%08x\n", ok ? "PASS" : "FAIL",
+           c.name.c_str(), dtype_of<T>() == LLMK_DTYPE_F16 ? "f16" : dtype_of<T>() == LLMK_DTYPE_BF16 ? "bf16" : "f32",
+           rel, max_abs, lse_err, bad, cc_major, ran.c_str(), digest);
     return ok;
 }
+
+/* The tensor-core launcher refuses a head dim that is not in the list, on every path, and launches nothing. */
+bool unlisted_head_dim_refused() {
+    bool ok = true;
+    for (FlashArch arch : {FlashArch::Sm80, FlashArch::Sm90}) {
+        Params p{};
+        p.batch = p.q_len = p.heads = p.kv_heads = p.group = p.num_splits = 1;
+        p.head_dim = 96;
+        emu::launched.clear();
+        const llmk_status s = launch_flash<__half>(arch, p, FlashPlan{}, nullptr, "attention_emu");
+        const bool refused = s == LLMK_STATUS_UNSUPPORTED && strstr(llmk_last_error(), "head_dim 96") &&
+                             emu::launched.empty();
+        printf("%s %-44s %s: %s\n", refused ? "PASS" : "FAIL", "unlisted head dim refused", flash_arch_name(arch),
+               llmk_last_error());
+        ok &= refused;
+    }
+    return ok;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     int fails = 0;
@@ -196,16 +350,20 @@ int main(int argc, char** argv) {
         {"kvcache d128 q3 gqa4 causal new3 splits4", 3, 3, 8, 2, 128, 200, true, -1, -1, 0, false, true, 3, 4},
         {"kvcache d64 prefill chunk q40 new40 causal", 2, 40, 2, 2, 64, 160, true, -1, -1, 0, false, true, 40, 1},
         {"kvcache d256 q1 new1 splits1", 2, 1, 4, 4, 256, 100, false, -1, -1, 0, false, true, 1, 1},
+        {"kvcache d128 q1 no new rows splits0", 2, 1, 4, 2, 128, 90, false, -1, -1, 0, false, true, 0, 0},
         {"decode splits > tiles", 1, 1, 4, 2, 64, 70, false, -1, -1, 0, false, false, 0, 6},
     };
     if (only && std::string(only) == "fuzz") {
         const int n = argc > 3 ? atoi(argv[3]) : 100;
+#define LLMK_ATTN_EMU_DIM_(D) D,
+        const int dims[] = {LLMK_ATTN_FLASH_HEAD_DIMS(LLMK_ATTN_EMU_DIM_)}; // every listed head dim
+#undef LLMK_ATTN_EMU_DIM_
+        const int ndims = (int)(sizeof dims / sizeof dims[0]);
         cases.clear();
         for (int x = 0; x < n; x++) {
             Case c;
             c.name = "fuzz" + std::to_string(x);
-            const int dims[3] = {64, 128, 256};
-            c.D = dims[rng() % 3];
+            c.D = dims[rng() % ndims];
             c.Hkv = 1 + rng() % 2;
             c.H = c.Hkv * (1 << (rng() % 4));
             c.B = 1 + rng() % 2;
@@ -221,15 +379,16 @@ int main(int argc, char** argv) {
             c.splits = rng() % 2 ? 1 : 1 + rng() % 5;
             c.scale = rng() % 5 == 0 ? 0.3f : 0;
             char buf[200];
-            snprintf(buf, sizeof buf, " B%d Lq%d H%d/%d D%d kv%d c%d w%d,%d cap%g al%d kvc%d new%d sp%d", c.B, c.Lq, c.H, c.Hkv, c.D, c.kv,
-                     c.causal, c.wl, c.wr, c.softcap, c.alibi, c.kvcache, c.new_len, c.splits);
+            snprintf(buf, sizeof buf, " B%d Lq%d H%d/%d D%d kv%d c%d w%d,%d cap%g al%d kvc%d new%d sp%d", c.B, c.Lq, c.H,
+                     c.Hkv, c.D, c.kv, c.causal, c.wl, c.wr, c.softcap, c.alibi, c.kvcache, c.new_len, c.splits);
             c.name += buf;
             cases.push_back(c);
         }
         only = nullptr;
     }
     for (auto& c : cases) {
-        if (only && c.name.find(only) == std::string::npos) continue;
+        if (only && c.name.find(only) == std::string::npos)
+            continue;
         fails += !run<__half>(c, true, 6e-3);
         fails += !run<__nv_bfloat16>(c, true, 4e-2);
     }
@@ -240,13 +399,22 @@ int main(int argc, char** argv) {
         {"simple f32 kv0", 1, 3, 2, 2, 16, 0},
     };
     for (auto& c : simple) {
-        if (only && c.name.find(only) == std::string::npos) continue;
+        if (only && c.name.find(only) == std::string::npos)
+            continue;
         fails += !run<float>(c, false, 2e-6);
     }
-    {
-        Case c{"simple f16 d96 fallback", 1, 9, 2, 2, 96, 40, true};
-        if (!only || c.name.find(only) != std::string::npos) fails += !run<__half>(c, false, 6e-3);
+    std::vector<Case> fallback = {
+        {"simple f16 d96 (an unlisted head dim)", 1, 9, 2, 2, 96, 40, true},
+        {"simple f16 d64 algorithm naive", 1, 9, 2, 2, 64, 40, true, -1, -1, 0, false, false, 0, 1, 0,
+         LLMK_ATTENTION_ALGORITHM_NAIVE},
+    };
+    for (auto& c : fallback) {
+        if (only && c.name.find(only) == std::string::npos)
+            continue;
+        fails += !run<__half>(c, false, 6e-3);
     }
+    if (!only || std::string("unlisted head dim refused").find(only) != std::string::npos)
+        fails += !unlisted_head_dim_refused();
     printf("%d failed\n", fails);
     return fails != 0;
 }

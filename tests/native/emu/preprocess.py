@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Rewrites a .cu file into host C++ for the emulator (emu_runtime.h):
+"""Rewrites a CUDA source or header into host C++ for the emulator (emu_runtime.h):
   kernel<T><<<grid, block, shared, stream>>>(args);  ->  ::emu::launch(dim3(grid), dim3(block), (size_t)(shared),
-                                                          [&]() { kernel<T>(args); });
+                                                          [&]() { kernel<T>(args); }, "kernel",
+                                                          reinterpret_cast<const void*>(kernel<T>));
   extern __shared__ [__align__(n)] type name[];       ->  type* name = (type*)::emu::dynamic_shared;
-Everything else is left alone, so the emulator runs the kernels' own code.
-usage: preprocess.py input.cu output.cpp"""
+and puts #include "emu_runtime.h" first. Everything else is left alone, so the emulator runs the kernels'
+own code. usage: preprocess.py input.cu output.cpp"""
 import re
 import sys
 
@@ -79,7 +80,9 @@ def rewrite_launches(text):
         grid, block = config[0], config[1]
         shared = config[2] if len(config) > 2 else "0"
         out.append(text[pos:j])
-        out.append(f"::emu::launch(dim3({grid}), dim3({block}), (size_t)({shared}), [&]() {{ {callee}{args}; }})")
+        name = callee.split("<")[0].split("::")[-1].strip()
+        out.append(f"::emu::launch(dim3({grid}), dim3({block}), (size_t)({shared}), [&]() {{ {callee}{args}; }}, "
+                   f"\"{name}\", reinterpret_cast<const void*>({callee}))")
         pos = args_end
 
 

@@ -1,10 +1,12 @@
-// Host emulation of the CUDA execution model for the backend's non-attention kernels
-// (native/src/cuda/{elementwise,norm,activation,rope,linear,moe}.cu), so they run on a machine without a
-// GPU: every block's threads are fibers (ucontext) scheduled round-robin, with real barriers
-// (__syncthreads, __syncwarp), warp shuffles, per-block shared memory (function statics, one block at a
-// time) and the handful of runtime and cuBLAS calls the launchers make. preprocess.py rewrites each
-// kernel<<<grid, block, shared, stream>>>(args) into emu::launch(...). Included first by every
-// preprocessed file (see run.sh).
+// The host emulation of the CUDA execution model that both emulators use (tests/native/cuda_emu: the
+// backend's kernels through the bench's checks; tests/native/attention_emu: the attention kernels). Every
+// thread of a block is a fiber (ucontext) scheduled round-robin, with real barriers (__syncthreads,
+// __syncwarp), warp shuffles, one block at a time. Shared memory, generically: a kernel's `__shared__`
+// variables become function statics (one block runs at a time), and preprocess.py turns every
+// `extern __shared__ T name[]` into a pointer to emu::dynamic_shared, whose size is the launch's and whose
+// bytes start as garbage. The PTX instructions the tensor-core kernels use are in emu_ptx.h. preprocess.py
+// rewrites each kernel<<<grid, block, shared, stream>>>(args) into emu::launch(...) and puts this header
+// first in every preprocessed file; fake_backend.cpp is the host side (context, runtime, cuBLAS).
 #pragma once
 
 #include <cublas_v2.h>
@@ -19,6 +21,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #undef __launch_bounds__
@@ -31,8 +36,9 @@
 namespace emu {
 
 constexpr int kMaxThreads = 1024;
-constexpr size_t kStack = 128 * 1024;
+constexpr size_t kStack = 256 * 1024;
 constexpr size_t kDynamicShared = 256 * 1024;
+constexpr size_t kDefaultDynamicShared = 48 * 1024; /* without cudaFuncSetAttribute, as on the device */
 
 struct Barrier {
     int count = 0;
@@ -40,7 +46,7 @@ struct Barrier {
 };
 struct Fiber {
     ucontext_t context;
-    std::vector<char> stack;
+    std::unique_ptr<char[]> stack; /* allocated once, untouched pages cost nothing */
     bool done = false;
 };
 
@@ -54,6 +60,10 @@ inline bool progress = false;
 alignas(256) inline unsigned char dynamic_shared[kDynamicShared];
 inline size_t dynamic_bytes = 0;
 inline long long launches = 0;
+inline std::vector<std::string> launched;              /* kernel names in launch order; tests may clear it */
+inline std::map<const void*, int> max_dynamic_shared;  /* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) */
+inline cudaError_t last_error = cudaSuccess;           /* what cudaGetLastError returns (fake_backend.cpp) */
+inline void (*before_block)() = nullptr;                /* run before every block (emu_ptx.h: cp.async state) */
 
 inline void yield() { swapcontext(&fibers[current].context, &scheduler); }
 
@@ -101,16 +111,18 @@ inline void run_block(std::function<void()>& kernel) {
     block_barrier = Barrier{};
     for (auto& b : warp_barriers)
         b = Barrier{};
-    /* Dynamic shared memory starts as garbage, as on the device. */
+    /* Dynamic shared memory starts as garbage (NaN bytes), as on the device. */
     memset(dynamic_shared, 0xff, dynamic_bytes);
+    if (before_block)
+        before_block();
     for (int i = 0; i < threads; i++) {
         Fiber& f = fibers[i];
-        if (f.stack.empty())
-            f.stack.resize(kStack);
+        if (!f.stack)
+            f.stack.reset(new char[kStack]);
         f.done = false;
         getcontext(&f.context);
-        f.context.uc_stack.ss_sp = f.stack.data();
-        f.context.uc_stack.ss_size = f.stack.size();
+        f.context.uc_stack.ss_sp = f.stack.get();
+        f.context.uc_stack.ss_size = kStack;
         f.context.uc_link = &scheduler;
         makecontext(&f.context, trampoline, 0);
     }
@@ -134,19 +146,27 @@ inline void run_block(std::function<void()>& kernel) {
     }
 }
 
-/* What kernel<<<grid, block, shared>>>(args) becomes. Checks the launch limits the device would. */
-inline void launch(dim3 grid, dim3 block, size_t shared, std::function<void()> kernel) {
+/* What name<<<grid, block, shared>>>(args) becomes (entry: the kernel, for its attributes). Checks the launch
+ * limits the device would, including dynamic shared memory above 48 KiB without the attribute that allows it. */
+inline void launch(dim3 grid, dim3 block, size_t shared, std::function<void()> kernel, const char* name,
+                   const void* entry) {
     const long long n = (long long)block.x * block.y * block.z;
     if (n < 1 || n > kMaxThreads || block.z != 1 || grid.z != 1 || grid.y > 65535 || grid.x < 1 || grid.y < 1) {
-        fprintf(stderr, "emu: invalid launch: grid (%u, %u, %u), block (%u, %u, %u)\n", grid.x, grid.y, grid.z,
-                block.x, block.y, block.z);
+        fprintf(stderr, "emu: invalid launch of %s: grid (%u, %u, %u), block (%u, %u, %u)\n", name, grid.x, grid.y,
+                grid.z, block.x, block.y, block.z);
         exit(4);
     }
-    if (shared > kDynamicShared) {
-        fprintf(stderr, "emu: %zu bytes of dynamic shared memory requested\n", shared);
+    auto allowed = max_dynamic_shared.find(entry);
+    const size_t limit = allowed != max_dynamic_shared.end() && (size_t)allowed->second > kDefaultDynamicShared
+                             ? (size_t)allowed->second
+                             : kDefaultDynamicShared;
+    if (shared > kDynamicShared || shared > limit) {
+        fprintf(stderr, "emu: %s launched with %zu bytes of dynamic shared memory; its attribute allows %zu\n", name,
+                shared, limit);
         exit(4);
     }
     launches++;
+    launched.push_back(name);
     grid_dim = grid;
     block_dim = block;
     threads = (int)n;
@@ -195,3 +215,9 @@ inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 template <class T> inline cudaError_t cudaFuncSetAttribute(T* entry, enum cudaFuncAttribute attr, int value) {
     return ::cudaFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
 }
+
+/* The emulated device: sm_80's instructions (emu_ptx.h), so the tensor-core kernels compile their bodies.
+ * Defined after the CUDA headers, which must not see it. */
+#define __CUDA_ARCH__ 800
+
+#include "emu_ptx.h"

@@ -1,7 +1,6 @@
-// The host side of the emulated CUDA backend: a CUDA context whose memory is host memory, the CUDA
-// runtime and cuBLAS calls the launchers make (cublasGemmEx written from the cuBLAS documentation, column
-// major), and stubs for what the emulator leaves out (attention has its own emulator, see
-// tests/native/attention_emu).
+// The host side of the emulated CUDA backend (it replaces native/src/cuda/context.cu): a CUDA context whose
+// memory is host memory, and the CUDA runtime and cuBLAS calls the launchers make (cublasGemmEx written from
+// the cuBLAS documentation, column major).
 #include "emu_runtime.h"
 
 #include "common.cuh"
@@ -9,8 +8,6 @@
 #include <cstdlib>
 
 namespace {
-
-cudaError_t last_error = cudaSuccess;
 
 llmk_status host_alloc(llmk_context*, uint64_t bytes, void** out) {
     size_t rounded = (size_t)((bytes + 255) / 256 * 256);
@@ -99,23 +96,10 @@ llmk_status llmk_cuda_device_describe(int32_t, char* buffer, size_t capacity) {
     return LLMK_STATUS_OK;
 }
 
-llmk_status llmk_cuda_attention(llmk_context*, const llmk_tensor*, const llmk_tensor*, const llmk_tensor*,
-                                const llmk_tensor*, const llmk_attention_params*, llmk_tensor*, llmk_tensor*) {
-    return llmk_fail(LLMK_STATUS_UNSUPPORTED, "llmk_attention: not in this emulator (see tests/native/attention_emu)");
-}
-
-llmk_status llmk_cuda_attention_kvcache(llmk_context*, const llmk_tensor*, llmk_tensor*, llmk_tensor*,
-                                        const llmk_tensor*, const llmk_tensor*, const llmk_tensor*,
-                                        const llmk_tensor*, const llmk_attention_params*, llmk_tensor*,
-                                        llmk_tensor*) {
-    return llmk_fail(LLMK_STATUS_UNSUPPORTED,
-                     "llmk_attention_kvcache: not in this emulator (see tests/native/attention_emu)");
-}
-
 // ---- CUDA runtime ----
 cudaError_t cudaGetLastError(void) {
-    cudaError_t e = last_error;
-    last_error = cudaSuccess;
+    cudaError_t e = emu::last_error;
+    emu::last_error = cudaSuccess;
     return e;
 }
 const char* cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "cudaErrorEmulated"; }
@@ -134,9 +118,12 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
     memcpy(dst, src, bytes);
     return cudaSuccess;
 }
-cudaError_t cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int value) {
-    if (value > 227 * 1024)
-        last_error = cudaErrorInvalidValue;
+cudaError_t cudaFuncSetAttribute(const void* entry, enum cudaFuncAttribute attr, int value) {
+    if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+        if (value > 227 * 1024)
+            return emu::last_error = cudaErrorInvalidValue;
+        emu::max_dynamic_shared[entry] = value;
+    }
     return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
