@@ -171,9 +171,9 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
     int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
     const int64_t unit = TILE_C * 4; /* chunks of whole prefill tiles, four at least */
     chunk = chunk < unit ? unit : chunk > 256 ? 256 : chunk / unit * unit;
+    job.chunks = fast_output_chunks(ctx, outs, row_blocks, unit, &chunk);
     job.row_block = row_block;
     job.chunk = chunk;
-    job.chunks = (outs + chunk - 1) / chunk;
     LLMK_TRY(fast_enter(ctx, "llmk_linear"));
     llmk_cpu_parallel(ctx, row_blocks * job.chunks, linear_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);

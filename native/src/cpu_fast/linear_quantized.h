@@ -476,9 +476,9 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     const int64_t min_chunk = 64 * 1024 / job.p.w_row_bytes;
     chunk = chunk < min_chunk ? min_chunk : chunk;
     chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk / QPANEL * QPANEL; /* panels never straddle chunks */
+    job.chunks = fast_output_chunks(ctx, outs, row_blocks, QPANEL, &chunk);
     job.row_block = row_block;
     job.chunk = chunk;
-    job.chunks = (outs + chunk - 1) / chunk;
     llmk_cpu_parallel(ctx, row_blocks * job.chunks, quant_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);
 }
