@@ -1,16 +1,10 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_gated_activation and llmk_gated_activation_split: the shared checks against the double-precision
 /// oracle, the fused form against the split one, the tails of the nonlinearities, and every validation.</summary>
-public class ActivationTests : KernelFamilyTests<ActivationTests>, IKernelFamily
+public class ActivationTests : KernelFamilyTests<ActivationTests>, IKernelFamily<ActivationTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() => Checks.ActivationChecks();
-
-    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ---------------------------------------------------------------------------------------
 

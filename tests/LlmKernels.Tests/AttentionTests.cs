@@ -1,11 +1,8 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_attention and llmk_attention_kvcache: the shared checks against the double-precision oracle
 /// (CPU: both algorithms), properties of the CPU reference, and every validation.</summary>
-public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily
+public class AttentionTests : KernelFamilyTests<AttentionTests>, IKernelFamily<AttentionTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() =>
         Checks.AttentionChecks(LlmkAttentionAlgorithm.Naive).Concat(Checks.AttentionChecks(LlmkAttentionAlgorithm.Flash));

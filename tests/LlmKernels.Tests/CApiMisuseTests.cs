@@ -1,5 +1,4 @@
 using System.Runtime.InteropServices;
-using LlmKernels.Interop;
 
 namespace LlmKernels.Tests;
 

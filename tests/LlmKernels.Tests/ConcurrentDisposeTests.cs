@@ -1,8 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
 
 namespace LlmKernels.Tests;
 

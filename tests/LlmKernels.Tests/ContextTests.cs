@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
-using LlmKernels.Interop;
 
 namespace LlmKernels.Tests;
 

@@ -1,23 +1,20 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-
 namespace LlmKernels.Tests;
 
 /// <summary>A kernel family's shared checks (managed/LlmKernels.Verification), as its test class lists them.</summary>
-public interface IKernelFamily
+public interface IKernelFamily<TSelf> where TSelf : IKernelFamily<TSelf>
 {
     /// <summary>The checks to run on the CPU reference.</summary>
     static abstract IEnumerable<KernelCheck> CpuChecks();
 
-    /// <summary>The checks to run on the CUDA backend.</summary>
-    static abstract IEnumerable<KernelCheck> GpuChecks();
+    /// <summary>The checks to run on the CUDA backend: the CPU's, unless a family says otherwise.</summary>
+    static virtual IEnumerable<KernelCheck> GpuChecks() => TSelf.CpuChecks();
 }
 
 /// <summary>What every kernel family's tests start with: a CPU context for the fixture (the fast kernels, as users
 /// get them), and the family's checks against the double-precision oracle on every CPU flavour (the reference and
 /// each fast one; a flavour this CPU cannot run is ignored with the reason) and, in category Gpu, on CUDA (ignored
 /// with the reason when no device can be used, never passed).</summary>
-public abstract class KernelFamilyTests<TFamily> where TFamily : IKernelFamily
+public abstract class KernelFamilyTests<TFamily> where TFamily : IKernelFamily<TFamily>
 {
     protected Context Cpu { get; private set; } = null!;
 

@@ -1,16 +1,10 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_linear: the shared checks against the double-precision oracle, the fixed summation order
 /// (thread count and batch independence), and every validation.</summary>
-public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily
+public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily<LinearTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() => Checks.LinearChecks();
-
-    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     private static byte[] RunLinear(Context ctx, float[] x, int rows, float[] w, float[] b, int inFeatures, int outFeatures)
     {

@@ -1,16 +1,10 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_moe_route, llmk_moe_permute and llmk_moe_unpermute: the shared checks against the double-precision
 /// oracle, properties of the CPU reference (round trips, thread-count independence), and every validation.</summary>
-public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily
+public class MoeTests : KernelFamilyTests<MoeTests>, IKernelFamily<MoeTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() => Checks.MoeChecks();
-
-    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ----------------------------------------------------------------------------------------
 

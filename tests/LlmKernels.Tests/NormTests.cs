@@ -1,16 +1,10 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_rms_norm and llmk_add_rms_norm: the shared checks against the double-precision oracle, the
 /// in-place residual, and every validation.</summary>
-public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily
+public class NormTests : KernelFamilyTests<NormTests>, IKernelFamily<NormTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() => Checks.NormChecks();
-
-    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- properties ---------------------------------------------------------------------------------------
 

@@ -1,16 +1,10 @@
-using LlmKernels.Interop;
-using LlmKernels.Verification;
-using LlmKernels.Verification.Oracle;
-
 namespace LlmKernels.Tests;
 
 /// <summary>llmk_rope and llmk_rope_frequencies: the shared checks against the double-precision oracle, the
 /// frequencies of every scaling type, the geometric properties of a rotation, and every validation.</summary>
-public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily
+public class RopeTests : KernelFamilyTests<RopeTests>, IKernelFamily<RopeTests>
 {
     public static IEnumerable<KernelCheck> CpuChecks() => Checks.RopeChecks();
-
-    public static IEnumerable<KernelCheck> GpuChecks() => CpuChecks();
 
     // ---- frequencies --------------------------------------------------------------------------------------
 

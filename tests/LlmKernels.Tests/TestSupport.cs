@@ -1,6 +1,4 @@
 using System.Runtime.InteropServices;
-using LlmKernels.Interop;
-using LlmKernels.Verification;
 
 namespace LlmKernels.Tests;
 

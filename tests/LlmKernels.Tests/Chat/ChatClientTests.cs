@@ -1,5 +1,4 @@
 using System.Text.Json;
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Chat;
 using LlmKernels.Models.Templates;

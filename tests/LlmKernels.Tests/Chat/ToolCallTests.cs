@@ -1,6 +1,5 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Chat;
 using LlmKernels.Models.Templates;

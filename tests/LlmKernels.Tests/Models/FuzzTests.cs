@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Gguf;
 using LlmKernels.Models.Safetensors;

@@ -1,6 +1,5 @@
 using NUnit.Framework;
 using System.Text;
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Gguf;
 

@@ -1,4 +1,3 @@
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Gguf;
 

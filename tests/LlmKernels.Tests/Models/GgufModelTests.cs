@@ -1,8 +1,6 @@
 using NUnit.Framework;
-using LlmKernels.Interop;
 using LlmKernels.Models;
 using LlmKernels.Models.Gguf;
-using LlmKernels.Verification;
 
 namespace LlmKernels.Tests.Models;
 

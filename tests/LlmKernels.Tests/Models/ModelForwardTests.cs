@@ -1,7 +1,5 @@
 using NUnit.Framework;
-using LlmKernels.Interop;
 using LlmKernels.Models;
-using LlmKernels.Verification;
 
 namespace LlmKernels.Tests.Models;
 

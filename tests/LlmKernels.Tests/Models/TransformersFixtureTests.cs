@@ -1,8 +1,6 @@
 using NUnit.Framework;
 using System.Text.Json;
-using LlmKernels.Interop;
 using LlmKernels.Models;
-using LlmKernels.Verification;
 
 namespace LlmKernels.Tests.Models;
 
