@@ -4,6 +4,7 @@
 
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using LlmKernels.Interop;
 using NUnit.Framework;
 
 namespace LlmKernels.Tests.Generated;
