@@ -216,6 +216,11 @@ static inline void llmk_store_float(void* data, int32_t dtype, int64_t i, float 
 void llmk_load_floats(const void* data, int32_t dtype, int64_t offset, int64_t n, float* dst);
 void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, const float* src);
 
+/* out[io .. io + n) = a[ia ..] + b[ib ..]: contiguous runs added in f32 and rounded once to out's dtype (out
+ * may be a or b). */
+void llmk_add_floats(const llmk_tensor* a, int64_t ia, const llmk_tensor* b, int64_t ib, llmk_tensor* out,
+                     int64_t io, int64_t n);
+
 /* data[offset .. offset + n) as f32: a pointer into data itself when it holds f32 (no copy), else the run
  * converted into buffer. */
 static inline const float* llmk_floats_at(const void* data, int32_t dtype, int64_t offset, int64_t n,

@@ -321,3 +321,17 @@ void llmk_store_floats(void* data, int32_t dtype, int64_t offset, int64_t n, con
     }
     }
 }
+
+void llmk_add_floats(const llmk_tensor* a, int64_t ia, const llmk_tensor* b, int64_t ib, llmk_tensor* out,
+                     int64_t io, int64_t n) {
+    enum { RUN = 1024 };
+    float x[RUN], y[RUN];
+    for (int64_t i0 = 0; i0 < n; i0 += RUN) {
+        const int64_t m = n - i0 < RUN ? n - i0 : RUN;
+        llmk_load_floats(a->data, a->dtype, ia + i0, m, x);
+        llmk_load_floats(b->data, b->dtype, ib + i0, m, y);
+        for (int64_t i = 0; i < m; i++)
+            x[i] += y[i];
+        llmk_store_floats(out->data, out->dtype, io + i0, m, x);
+    }
+}

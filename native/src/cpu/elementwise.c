@@ -39,16 +39,8 @@ llmk_status llmk_cpu_add(llmk_context* ctx, const llmk_tensor* a, const llmk_ten
 #pragma omp parallel for num_threads(llmk_cpu_team(ctx, outer * inner)) schedule(static)
     for (int64_t o = 0; o < outer; o++) {
         const int64_t ia = outer_offset(&va, o), ib = outer_offset(&vb, o), io = outer_offset(&vo, o);
-        if (contiguous) { /* the same sums, chunk by chunk through f32 buffers */
-            float x[CHUNK], y[CHUNK];
-            for (int64_t i0 = 0; i0 < inner; i0 += CHUNK) {
-                const int64_t n = inner - i0 < CHUNK ? inner - i0 : CHUNK;
-                llmk_load_floats(a->data, a->dtype, ia + i0, n, x);
-                llmk_load_floats(b->data, b->dtype, ib + i0, n, y);
-                for (int64_t i = 0; i < n; i++)
-                    x[i] += y[i];
-                llmk_store_floats(out->data, out->dtype, io + i0, n, x);
-            }
+        if (contiguous) { /* the same sums, run by run through f32 buffers */
+            llmk_add_floats(a, ia, b, ib, out, io, inner);
             continue;
         }
         for (int64_t i = 0; i < inner; i++) {

@@ -53,44 +53,33 @@ static void scale_row(const void* src, int64_t src_offset, const llmk_tensor* we
     }
 }
 
-llmk_status llmk_cpu_rms_norm(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight, float eps,
-                              int32_t flags, llmk_tensor* out) {
+/* rms_norm of x's rows; with a residual, of residual += x first. As vLLM's fused_add_rms_norm, the sum is
+ * rounded to residual's dtype when stored and the norm taken of that rounded residual, so it matches an
+ * unfused add followed by rms_norm. */
+static llmk_status rms_norm_rows(llmk_context* ctx, const llmk_tensor* x, llmk_tensor* residual,
+                                 const llmk_tensor* weight, float eps, int32_t flags, llmk_tensor* out) {
     const int64_t rows = x->shape[0], hidden = x->shape[1];
     if (rows == 0 || hidden == 0)
         return LLMK_STATUS_OK;
+    const llmk_tensor* src = residual ? residual : x;
 #pragma omp parallel for num_threads(llmk_cpu_team(ctx, rows * hidden)) schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         float buffers[2 * CHUNK];
-        int64_t xo = r * x->strides[0], oo = r * out->strides[0];
-        float scale = inverse_rms(x->data, x->dtype, xo, hidden, eps, buffers);
-        scale_row(x->data, xo, weight, scale, flags, out, oo, hidden, buffers);
+        const int64_t so = r * src->strides[0], oo = r * out->strides[0];
+        if (residual)
+            llmk_add_floats(x, r * x->strides[0], residual, so, residual, so, hidden);
+        float scale = inverse_rms(src->data, src->dtype, so, hidden, eps, buffers);
+        scale_row(src->data, so, weight, scale, flags, out, oo, hidden, buffers);
     }
     return LLMK_STATUS_OK;
 }
 
+llmk_status llmk_cpu_rms_norm(llmk_context* ctx, const llmk_tensor* x, const llmk_tensor* weight, float eps,
+                              int32_t flags, llmk_tensor* out) {
+    return rms_norm_rows(ctx, x, NULL, weight, eps, flags, out);
+}
+
 llmk_status llmk_cpu_add_rms_norm(llmk_context* ctx, const llmk_tensor* x, llmk_tensor* residual,
                                   const llmk_tensor* weight, float eps, int32_t flags, llmk_tensor* out) {
-    const int64_t rows = x->shape[0], hidden = x->shape[1];
-    if (rows == 0 || hidden == 0)
-        return LLMK_STATUS_OK;
-#pragma omp parallel for num_threads(llmk_cpu_team(ctx, rows * hidden)) schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        float buffers[2 * CHUNK];
-        float* a = buffers;
-        float* b = buffers + CHUNK;
-        int64_t xo = r * x->strides[0], ro = r * residual->strides[0], oo = r * out->strides[0];
-        /* As vLLM's fused_add_rms_norm: the sum is rounded to residual's dtype when stored, and the norm is
-         * taken of that rounded residual, so it matches an unfused add followed by rms_norm. */
-        for (int64_t j0 = 0; j0 < hidden; j0 += CHUNK) {
-            const int64_t n = hidden - j0 < CHUNK ? hidden - j0 : CHUNK;
-            llmk_load_floats(x->data, x->dtype, xo + j0, n, a);
-            llmk_load_floats(residual->data, residual->dtype, ro + j0, n, b);
-            for (int64_t j = 0; j < n; j++)
-                a[j] += b[j];
-            llmk_store_floats(residual->data, residual->dtype, ro + j0, n, a);
-        }
-        float scale = inverse_rms(residual->data, residual->dtype, ro, hidden, eps, buffers);
-        scale_row(residual->data, ro, weight, scale, flags, out, oo, hidden, buffers);
-    }
-    return LLMK_STATUS_OK;
+    return rms_norm_rows(ctx, x, residual, weight, eps, flags, out);
 }
