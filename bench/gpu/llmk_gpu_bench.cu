@@ -83,20 +83,6 @@ int64_t numel(const std::vector<int64_t>& shape) {
     return n;
 }
 
-const char* dtype_name(int32_t d) {
-    switch (d) {
-    case LLMK_DTYPE_F32: return "f32";
-    case LLMK_DTYPE_F16: return "f16";
-    case LLMK_DTYPE_BF16: return "bf16";
-    case LLMK_DTYPE_I32: return "i32";
-    case LLMK_DTYPE_I64: return "i64";
-    case LLMK_DTYPE_Q8_0: return "q8_0";
-    case LLMK_DTYPE_Q4_0: return "q4_0";
-    case LLMK_DTYPE_Q4_K: return "q4_k";
-    case LLMK_DTYPE_Q6_K: return "q6_k";
-    default: return "unknown";
-    }
-}
 
 bool is_float(int32_t d) { return d == LLMK_DTYPE_F32 || d == LLMK_DTYPE_F16 || d == LLMK_DTYPE_BF16; }
 
@@ -275,7 +261,7 @@ std::string shape_str(std::initializer_list<int64_t> dims, int32_t dtype) {
         s += (first ? "" : ", ") + std::to_string(d);
         first = false;
     }
-    return s + "] " + dtype_name(dtype);
+    return s + "] " + llmk_dtype_name(dtype);
 }
 
 void run_timings(Bench& b) {
@@ -538,19 +524,19 @@ struct Checker {
         llmk_status cs = run(cpu, specs, op, want, cpu_message);
         llmk_status gs = run(gpu, specs, op, got, gpu_message);
         if (gs == LLMK_STATUS_UNSUPPORTED && expected == LLMK_STATUS_OK) {
-            std::printf("SKIP %-40s %-5s unsupported on CUDA: %s\n", name.c_str(), dtype_name(dtype), gpu_message.c_str());
+            std::printf("SKIP %-40s %-5s unsupported on CUDA: %s\n", name.c_str(), llmk_dtype_name(dtype), gpu_message.c_str());
             skipped++;
             return;
         }
         if (cs != expected || gs != expected) {
             std::printf("FAIL %-40s %-5s status cpu %s, cuda %s (expected %s): %s | %s\n", name.c_str(),
-                        dtype_name(dtype), llmk_status_string(cs), llmk_status_string(gs),
+                        llmk_dtype_name(dtype), llmk_status_string(cs), llmk_status_string(gs),
                         llmk_status_string(expected), cpu_message.c_str(), gpu_message.c_str());
             failed++;
             return;
         }
         if (expected != LLMK_STATUS_OK) {
-            std::printf("PASS %-40s %-5s both %s: %s\n", name.c_str(), dtype_name(dtype), llmk_status_string(gs),
+            std::printf("PASS %-40s %-5s both %s: %s\n", name.c_str(), llmk_dtype_name(dtype), llmk_status_string(gs),
                         gpu_message.c_str());
             passed++;
             return;
@@ -581,7 +567,7 @@ struct Checker {
             if (bad || !(rel <= tolerance))
                 ok = false;
         }
-        std::printf("%s %-40s %-5s%s\n", ok ? "PASS" : "FAIL", name.c_str(), dtype_name(dtype), detail.c_str());
+        std::printf("%s %-40s %-5s%s\n", ok ? "PASS" : "FAIL", name.c_str(), llmk_dtype_name(dtype), detail.c_str());
         (ok ? passed : failed)++;
     }
 };
@@ -638,7 +624,7 @@ void run_checks(Checker& c) {
                 [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], nullptr, &t[2]); });
         // Quantized weights: the CPU reference and CUDA both round x to 8 bits first (llmk_linear's contract).
         for (int32_t q : {LLMK_DTYPE_Q8_0, LLMK_DTYPE_Q4_0, LLMK_DTYPE_Q4_K, LLMK_DTYPE_Q6_K}) {
-            const std::string name = dtype_name(q);
+            const std::string name = llmk_dtype_name(q);
             c.check("linear (" + name + " weight, decode)", dt, {in(dt, {1, 512}, c.randoms(512)), in(q, {37, 512}, c.randoms(37 * 512, 0.2)), in(LLMK_DTYPE_F32, {37}, c.randoms(37)), out(dt, {1, 37})},
                     [](llmk_context* x, std::vector<llmk_tensor>& t) { return llmk_linear(x, &t[0], &t[1], &t[2], &t[3]); });
             c.check("linear (" + name + " weight, 11 rows)", dt, {in(dt, {11, 768}, c.randoms(11 * 768)), in(q, {70, 768}, c.randoms(70 * 768, 0.2)), out(dt, {11, 70})},

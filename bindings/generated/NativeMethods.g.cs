@@ -294,6 +294,13 @@ public static unsafe partial class NativeMethods
     public static extern LlmkStatus llmk_dtype_block(int dtype, long* out_elements, long* out_bytes);
 
     /// <summary>
+    /// A dtype's short name, as the error messages spell it ("f32", "bf16", "q4_k"); "unknown" for any other value.
+    /// A static string.
+    /// </summary>
+    [DllImport("llmk", ExactSpelling = true)]
+    public static extern byte* llmk_dtype_name(int dtype);
+
+    /// <summary>
     /// A CPU context running the reference kernels; the same as llmk_context_create_cpu_kernels(num_threads,
     /// LLMK_CPU_KERNELS_REFERENCE, out_context). num_threads &lt;= 0 picks the physical cores this process may run
     /// on; more than 8 x the logical CPUs (at least 64) gives LLMK_STATUS_INVALID_ARGUMENT. The reference's

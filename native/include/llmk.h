@@ -115,6 +115,10 @@ LLMK_API size_t llmk_dtype_size(int32_t dtype);
  * (32, 18) for Q4_0, (256, 144) for Q4_K, (256, 210) for Q6_K. LLMK_STATUS_DTYPE_MISMATCH for an unknown dtype. */
 LLMK_API llmk_status llmk_dtype_block(int32_t dtype, int64_t* out_elements, int64_t* out_bytes);
 
+/* A dtype's short name, as the error messages spell it ("f32", "bf16", "q4_k"); "unknown" for any other value.
+ * A static string. */
+LLMK_API const char* llmk_dtype_name(int32_t dtype);
+
 /* ---------------------------------------------------------------------------------------------------- */
 /* Contexts and memory                                                                                  */
 /* ---------------------------------------------------------------------------------------------------- */

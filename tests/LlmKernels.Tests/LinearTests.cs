@@ -246,6 +246,18 @@ public class LinearTests : KernelFamilyTests<LinearTests>, IKernelFamily<LinearT
         TestSupport.ExpectStatus(LlmkStatus.NullPointer, () => Native.Check(noElements), "llmk_dtype_block", "NULL");
     }
 
+    /// <summary>llmk_dtype_name: every dtype's short name, as the messages spell it, and "unknown" past them.</summary>
+    [Test]
+    public unsafe void DtypeNames()
+    {
+        string Name(int dtype) => System.Runtime.InteropServices.Marshal.PtrToStringUTF8((nint)NativeMethods.llmk_dtype_name(dtype))!;
+        string[] expected = ["f32", "f16", "bf16", "i32", "i64", "q8_0", "q4_0", "q4_k", "q6_k"];
+        Assert.That(Enumerable.Range(0, expected.Length).Select(Name), Is.EqualTo(expected));
+        Assert.That(Enum.GetValues<LlmkDtype>().Where(d => d != LlmkDtype.Count).Select(d => Name((int)d)), Is.EqualTo(expected), "one name per dtype");
+        Assert.That(Name(99), Is.EqualTo("unknown"));
+        Assert.That(Name(-1), Is.EqualTo("unknown"));
+    }
+
     /// <summary>Quantized to quantized is no conversion the library makes.</summary>
     [Test]
     public void ConvertRefusesQuantizedToQuantized()

@@ -134,8 +134,6 @@ bool llmk_dtype_bytes(int32_t dtype, uint64_t elements, uint64_t* out_bytes);
 /* Writes "[2, 3, 4]" into buffer. */
 void llmk_format_shape(const llmk_tensor* t, char* buffer, size_t capacity);
 
-const char* llmk_dtype_name(int32_t dtype);
-
 /* Elements per block: 1 for the plain dtypes, 32 or 256 for the quantized ones, 0 for an unknown dtype. */
 int64_t llmk_block_elements(int32_t dtype);
 
