@@ -48,28 +48,21 @@ public class ChatCommandTests
     {
         // The preset as a GGUF file, its tokenizer and chat template in the metadata (tokenizer.chat_template):
         // the same greedy conversation as the preset, so the template, bos/eos and tokenizer came from the file.
-        var directory = Path.Combine(Path.GetTempPath(), $"llmk-chat-gguf-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(directory);
-        try
-        {
-            var config = TinyModels.Config("tiny-llama");
-            var metadata = Models.GgufTokenizerTests.Metadata(System.Text.Encoding.UTF8.GetBytes(TinyModels.TokenizerJson()), "gpt2", "default")
-                .Where(kv => kv.Key != "tokenizer.chat_template")
-                .Append(new KeyValuePair<string, object>("tokenizer.chat_template", TinyModels.ChatTemplateSource)).ToList();
-            string path = Path.Combine(directory, "tiny.gguf");
-            using (var ctx = Context.CreateCpu())
-                Models.GgufFixtures.Write(path, ctx, config, TinyModels.CreateWeights(config, 1234), extra: metadata);
-            string[] common = ["--backend", "cpu-reference", "--max-tokens", "5", "--temperature", "0", "--seed", "3"];
-            var fromGguf = Chat("Hello\nHow are you?\n/exit\n", ["--model", path, .. common]);
-            var fromPreset = Chat("Hello\nHow are you?\n/exit\n", ["--preset", "tiny-llama", .. common]);
-            Assert.That(fromGguf.ExitCode, Is.EqualTo(0), fromGguf.Err);
-            Assert.That(fromGguf.Out, Is.Not.Empty);
-            Assert.That(fromGguf.Out, Is.EqualTo(fromPreset.Out));
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        using var temp = new TempDirectory("llmk-chat-gguf");
+        var directory = temp.Path;
+        var config = TinyModels.Config("tiny-llama");
+        var metadata = Models.GgufTokenizerTests.Metadata(System.Text.Encoding.UTF8.GetBytes(TinyModels.TokenizerJson()), "gpt2", "default")
+            .Where(kv => kv.Key != "tokenizer.chat_template")
+            .Append(new KeyValuePair<string, object>("tokenizer.chat_template", TinyModels.ChatTemplateSource)).ToList();
+        string path = Path.Combine(directory, "tiny.gguf");
+        using (var ctx = Context.CreateCpu())
+            Models.GgufFixtures.Write(path, ctx, config, TinyModels.CreateWeights(config, 1234), extra: metadata);
+        string[] common = ["--backend", "cpu-reference", "--max-tokens", "5", "--temperature", "0", "--seed", "3"];
+        var fromGguf = Chat("Hello\nHow are you?\n/exit\n", ["--model", path, .. common]);
+        var fromPreset = Chat("Hello\nHow are you?\n/exit\n", ["--preset", "tiny-llama", .. common]);
+        Assert.That(fromGguf.ExitCode, Is.EqualTo(0), fromGguf.Err);
+        Assert.That(fromGguf.Out, Is.Not.Empty);
+        Assert.That(fromGguf.Out, Is.EqualTo(fromPreset.Out));
     }
 
     [Test]

@@ -10,13 +10,6 @@ public class CliTests
 {
     private static CliResult Llmk(params string[] args) => CliRunner.Llmk(args);
 
-    private static string TempDirectory()
-    {
-        var path = Path.Combine(Path.GetTempPath(), $"llmk-cli-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(path);
-        return path;
-    }
-
     [Test]
     public void GenerateWithATinyPresetIsDeterministicForASeed()
     {
@@ -44,22 +37,16 @@ public class CliTests
     {
         // The preset saved as a Hugging Face folder (config.json, model.safetensors, tokenizer.json) and loaded
         // back through --model must generate the preset's greedy text.
-        var directory = TempDirectory();
-        try
-        {
-            var config = TinyModels.Config("tiny-mixtral");
-            TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1234), TinyModels.TokenizerJson());
-            string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
-            var fromFolder = Llmk(["generate", "--model", directory, .. common]);
-            var fromPreset = Llmk(["generate", "--preset", "tiny-mixtral", .. common]);
-            Assert.That(fromFolder.ExitCode, Is.EqualTo(0), fromFolder.Err);
-            Assert.That(fromFolder.Out, Is.EqualTo(fromPreset.Out));
-            Assert.That(fromFolder.Err, Does.Contain("generated 6 tokens"));
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        using var temp = new TempDirectory("llmk-cli");
+        var directory = temp.Path;
+        var config = TinyModels.Config("tiny-mixtral");
+        TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1234), TinyModels.TokenizerJson());
+        string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
+        var fromFolder = Llmk(["generate", "--model", directory, .. common]);
+        var fromPreset = Llmk(["generate", "--preset", "tiny-mixtral", .. common]);
+        Assert.That(fromFolder.ExitCode, Is.EqualTo(0), fromFolder.Err);
+        Assert.That(fromFolder.Out, Is.EqualTo(fromPreset.Out));
+        Assert.That(fromFolder.Err, Does.Contain("generated 6 tokens"));
     }
 
     [Test]
@@ -67,70 +54,58 @@ public class CliTests
     {
         // The preset converted to GGUF as llama.cpp would (q/k rows permuted, its tokenizer as tokenizer.ggml.*),
         // in f32 and in Q8_0, loaded through --model file.gguf: f32 must generate the preset's greedy text.
-        var directory = TempDirectory();
-        try
-        {
-            var config = TinyModels.Config("tiny-llama");
-            var tokenizer = Models.GgufTokenizerTests.Metadata(System.Text.Encoding.UTF8.GetBytes(TinyModels.TokenizerJson()), "gpt2", "default");
-            using var ctx = Context.CreateCpu();
-            string f32 = Path.Combine(directory, "tiny-f32.gguf"), q8 = Path.Combine(directory, "tiny-q8_0.gguf");
-            Models.GgufFixtures.Write(f32, ctx, config, TinyModels.CreateWeights(config, 1234), extra: tokenizer);
-            Models.GgufFixtures.Write(q8, ctx, config, TinyModels.CreateWeights(config, 1234), Interop.LlmkDtype.Q8_0, tokenizer);
-            string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
-            var fromGguf = Llmk(["generate", "--model", f32, .. common]);
-            var fromPreset = Llmk(["generate", "--preset", "tiny-llama", .. common]);
-            Assert.That(fromGguf.ExitCode, Is.EqualTo(0), fromGguf.Err);
-            Assert.That(fromGguf.Out, Is.EqualTo(fromPreset.Out));
-            Assert.That(fromGguf.Err, Does.Contain("generated 6 tokens").And.Contain("weights F32"));
+        using var temp = new TempDirectory("llmk-cli");
+        var directory = temp.Path;
+        var config = TinyModels.Config("tiny-llama");
+        var tokenizer = Models.GgufTokenizerTests.Metadata(System.Text.Encoding.UTF8.GetBytes(TinyModels.TokenizerJson()), "gpt2", "default");
+        using var ctx = Context.CreateCpu();
+        string f32 = Path.Combine(directory, "tiny-f32.gguf"), q8 = Path.Combine(directory, "tiny-q8_0.gguf");
+        Models.GgufFixtures.Write(f32, ctx, config, TinyModels.CreateWeights(config, 1234), extra: tokenizer);
+        Models.GgufFixtures.Write(q8, ctx, config, TinyModels.CreateWeights(config, 1234), Interop.LlmkDtype.Q8_0, tokenizer);
+        string[] common = ["--backend", "cpu", "--prompt", "hello world", "--max-tokens", "6", "--temperature", "0", "--ignore-eos"];
+        var fromGguf = Llmk(["generate", "--model", f32, .. common]);
+        var fromPreset = Llmk(["generate", "--preset", "tiny-llama", .. common]);
+        Assert.That(fromGguf.ExitCode, Is.EqualTo(0), fromGguf.Err);
+        Assert.That(fromGguf.Out, Is.EqualTo(fromPreset.Out));
+        Assert.That(fromGguf.Err, Does.Contain("generated 6 tokens").And.Contain("weights F32"));
 
-            var quantized = Llmk(["generate", "--model", q8, .. common]);
-            Assert.That(quantized.ExitCode, Is.EqualTo(0), quantized.Err);
-            Assert.That(quantized.Err, Does.Contain("generated 6 tokens").And.Contain("weights Q8_0"));
+        var quantized = Llmk(["generate", "--model", q8, .. common]);
+        Assert.That(quantized.ExitCode, Is.EqualTo(0), quantized.Err);
+        Assert.That(quantized.Err, Does.Contain("generated 6 tokens").And.Contain("weights Q8_0"));
 
-            // verify compares the fast CPU path with the reference on the quantized file; bench runs it.
-            var verify = Llmk("verify", "--model", q8, "--model-only");
-            Assert.That(verify.ExitCode, Is.EqualTo(0), verify.Out + verify.Err);
-            Assert.That(verify.Out, Does.Contain("all passed"));
-            var bench = Llmk("bench", "--model", q8, "--backend", "cpu", "--prompt-tokens", "4", "--decode-tokens", "2", "--repeats", "1", "--warmup", "0");
-            Assert.That(bench.ExitCode, Is.EqualTo(0), bench.Err);
-            Assert.That(bench.Out, Does.Contain("decode"));
+        // verify compares the fast CPU path with the reference on the quantized file; bench runs it.
+        var verify = Llmk("verify", "--model", q8, "--model-only");
+        Assert.That(verify.ExitCode, Is.EqualTo(0), verify.Out + verify.Err);
+        Assert.That(verify.Out, Does.Contain("all passed"));
+        var bench = Llmk("bench", "--model", q8, "--backend", "cpu", "--prompt-tokens", "4", "--decode-tokens", "2", "--repeats", "1", "--warmup", "0");
+        Assert.That(bench.ExitCode, Is.EqualTo(0), bench.Err);
+        Assert.That(bench.Out, Does.Contain("decode"));
 
-            // inspect: tensors and bytes per dtype (matrices Q8_0, norms f32).
-            var inspect = Llmk("inspect", "--model", q8);
-            Assert.That(inspect.ExitCode, Is.EqualTo(0), inspect.Err);
-            int layers = config.NumHiddenLayers;
-            Assert.That(inspect.Out, Does.Contain("matches the GGUF metadata"));
-            Assert.That(inspect.Out, Does.Contain($"Q8_0").And.Contain($"{2 + 7 * layers} tensors"));
-            Assert.That(inspect.Out, Does.Contain($"F32").And.Contain($"{1 + 2 * layers} tensors"));
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        // inspect: tensors and bytes per dtype (matrices Q8_0, norms f32).
+        var inspect = Llmk("inspect", "--model", q8);
+        Assert.That(inspect.ExitCode, Is.EqualTo(0), inspect.Err);
+        int layers = config.NumHiddenLayers;
+        Assert.That(inspect.Out, Does.Contain("matches the GGUF metadata"));
+        Assert.That(inspect.Out, Does.Contain($"Q8_0").And.Contain($"{2 + 7 * layers} tensors"));
+        Assert.That(inspect.Out, Does.Contain($"F32").And.Contain($"{1 + 2 * layers} tensors"));
     }
 
     [Test]
     public void MalformedGgufIsOneLine()
     {
-        var directory = TempDirectory();
-        try
+        using var temp = new TempDirectory("llmk-cli");
+        var directory = temp.Path;
+        string path = Path.Combine(directory, "bad.gguf");
+        File.WriteAllBytes(path, [.. "GGUF"u8, 99, 0, 0, 0, .. new byte[16]]);
+        foreach (var args in new[] { new[] { "inspect" }, ["generate", "--backend", "cpu"], ["bench", "--backend", "cpu"] })
         {
-            string path = Path.Combine(directory, "bad.gguf");
-            File.WriteAllBytes(path, [.. "GGUF"u8, 99, 0, 0, 0, .. new byte[16]]);
-            foreach (var args in new[] { new[] { "inspect" }, ["generate", "--backend", "cpu"], ["bench", "--backend", "cpu"] })
-            {
-                var result = Llmk([.. args, "--model", path]);
-                Assert.That(result.ExitCode, Is.Not.Zero);
-                Assert.That(result.Err.Trim(), Does.Contain($"{path}: GGUF version 99 is not supported").And.Not.Contain("\n"));
-                Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1), result.Err);
-            }
-            var missing = Llmk("inspect", "--model", Path.Combine(directory, "none.gguf"));
-            Assert.That(missing.Err, Does.Contain("none.gguf: no such file"));
+            var result = Llmk([.. args, "--model", path]);
+            Assert.That(result.ExitCode, Is.Not.Zero);
+            Assert.That(result.Err.Trim(), Does.Contain($"{path}: GGUF version 99 is not supported").And.Not.Contain("\n"));
+            Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1), result.Err);
         }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        var missing = Llmk("inspect", "--model", Path.Combine(directory, "none.gguf"));
+        Assert.That(missing.Err, Does.Contain("none.gguf: no such file"));
     }
 
     [Test]
@@ -149,27 +124,21 @@ public class CliTests
     [Test]
     public void InspectCrossChecksAFolderAgainstItsSafetensors()
     {
-        var directory = TempDirectory();
-        try
-        {
-            var config = TinyModels.Config("tiny-llama");
-            TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1));
-            var result = Llmk("inspect", "--model", directory, "--context", "100", "--kv-dtype", "bf16");
-            Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
-            Assert.That(result.Out, Does.Contain("matches config.json"));
-            // bf16 KV: 2 x 2 x 2 x 16 x 2 bytes = 256 per token, 25,600 at 100.
-            Assert.That(result.Out, Does.Contain("KV cache per token (Bf16)").And.Contain("256 B").And.Contain("25,600 B"));
+        using var temp = new TempDirectory("llmk-cli");
+        var directory = temp.Path;
+        var config = TinyModels.Config("tiny-llama");
+        TinyModels.Save(directory, config, TinyModels.CreateWeights(config, 1));
+        var result = Llmk("inspect", "--model", directory, "--context", "100", "--kv-dtype", "bf16");
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Err);
+        Assert.That(result.Out, Does.Contain("matches config.json"));
+        // bf16 KV: 2 x 2 x 2 x 16 x 2 bytes = 256 per token, 25,600 at 100.
+        Assert.That(result.Out, Does.Contain("KV cache per token (Bf16)").And.Contain("256 B").And.Contain("25,600 B"));
 
-            // A tensor the config does not account for shows up as a difference.
-            var weights = TinyModels.CreateWeights(config, 1);
-            weights["extra.weight"] = (new float[10], [10]);
-            TinyModels.Save(directory, config, weights);
-            Assert.That(Llmk("inspect", "--model", directory).Out, Does.Contain("differs from config.json by 10 parameters"));
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        // A tensor the config does not account for shows up as a difference.
+        var weights = TinyModels.CreateWeights(config, 1);
+        weights["extra.weight"] = (new float[10], [10]);
+        TinyModels.Save(directory, config, weights);
+        Assert.That(Llmk("inspect", "--model", directory).Out, Does.Contain("differs from config.json by 10 parameters"));
     }
 
     [Test]
@@ -228,33 +197,27 @@ public class CliTests
     [Test]
     public void MalformedModelFilesAreOneLineNamingTheFile()
     {
-        var directory = TempDirectory();
-        try
-        {
-            // config.json present but no weights: the checkpoint's message, on one line.
-            var config = TinyModels.Config("tiny-llama");
-            File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson());
-            File.WriteAllText(Path.Combine(directory, "tokenizer.json"), TinyModels.TokenizerJson());
-            var noWeights = Llmk("generate", "--model", directory, "--backend", "cpu");
-            Assert.That(noWeights.ExitCode, Is.EqualTo(1));
-            Assert.That(noWeights.Err.Trim(), Does.Not.Contain('\n').And.StartWith("llmk: error: ").And.Contain("model.safetensors"));
+        using var temp = new TempDirectory("llmk-cli");
+        var directory = temp.Path;
+        // config.json present but no weights: the checkpoint's message, on one line.
+        var config = TinyModels.Config("tiny-llama");
+        File.WriteAllText(Path.Combine(directory, "config.json"), config.ToJson());
+        File.WriteAllText(Path.Combine(directory, "tokenizer.json"), TinyModels.TokenizerJson());
+        var noWeights = Llmk("generate", "--model", directory, "--backend", "cpu");
+        Assert.That(noWeights.ExitCode, Is.EqualTo(1));
+        Assert.That(noWeights.Err.Trim(), Does.Not.Contain('\n').And.StartWith("llmk: error: ").And.Contain("model.safetensors"));
 
-            // generate needs the tokenizer, and says so before loading any weight.
-            File.Delete(Path.Combine(directory, "tokenizer.json"));
-            var noTokenizer = Llmk("generate", "--model", directory, "--backend", "cpu");
-            Assert.That(noTokenizer.ExitCode, Is.EqualTo(1));
-            Assert.That(noTokenizer.Err.Trim(), Does.Not.Contain('\n').And.Contain("no tokenizer.json"));
+        // generate needs the tokenizer, and says so before loading any weight.
+        File.Delete(Path.Combine(directory, "tokenizer.json"));
+        var noTokenizer = Llmk("generate", "--model", directory, "--backend", "cpu");
+        Assert.That(noTokenizer.ExitCode, Is.EqualTo(1));
+        Assert.That(noTokenizer.Err.Trim(), Does.Not.Contain('\n').And.Contain("no tokenizer.json"));
 
-            // A broken config.json: ModelFormatException's message names the file.
-            File.WriteAllText(Path.Combine(directory, "config.json"), "{ \"model_type\": ");
-            var badConfig = Llmk("inspect", "--model", directory);
-            Assert.That(badConfig.ExitCode, Is.EqualTo(1));
-            Assert.That(badConfig.Err.Trim(), Does.Not.Contain('\n').And.Contain("config.json"));
-        }
-        finally
-        {
-            Directory.Delete(directory, recursive: true);
-        }
+        // A broken config.json: ModelFormatException's message names the file.
+        File.WriteAllText(Path.Combine(directory, "config.json"), "{ \"model_type\": ");
+        var badConfig = Llmk("inspect", "--model", directory);
+        Assert.That(badConfig.ExitCode, Is.EqualTo(1));
+        Assert.That(badConfig.Err.Trim(), Does.Not.Contain('\n').And.Contain("config.json"));
     }
 
     [Test]

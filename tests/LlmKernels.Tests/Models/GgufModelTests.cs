@@ -33,13 +33,6 @@ public class GgufModelTests
         }).SetName("Mixtral_3dExperts");
     }
 
-    private sealed class TempDir : IDisposable
-    {
-        public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "llmk-gguf-" + Guid.NewGuid().ToString("N"));
-        public TempDir() => Directory.CreateDirectory(Path);
-        public void Dispose() => Directory.Delete(Path, recursive: true);
-    }
-
     /// <summary>Every position's logits of a random prompt, prefill then decode, of a model on disk.</summary>
     private static float[] Logits(Context ctx, string path, int[] prompt)
     {
@@ -62,7 +55,7 @@ public class GgufModelTests
     {
         var rng = TestSupport.Rng(config.ModelType);
         var weights = TinyModels.CreateWeights(config, rng.Next());
-        using var dir = new TempDir();
+        using var dir = new TempDirectory("llmk-gguf");
         using var ctx = Context.CreateCpu();
         string hf = Path.Combine(dir.Path, "hf"), gguf = Path.Combine(dir.Path, "model.gguf");
         TinyModels.Save(hf, config, weights);
@@ -86,7 +79,7 @@ public class GgufModelTests
         var config = Base("llama");
         var rng = TestSupport.Rng();
         var weights = TinyModels.CreateWeights(config, rng.Next());
-        using var dir = new TempDir();
+        using var dir = new TempDirectory("llmk-gguf");
         using var ctx = Context.CreateCpu();
         string hf = Path.Combine(dir.Path, "hf"), gguf = Path.Combine(dir.Path, "model.gguf");
         TinyModels.Save(hf, config, weights);
@@ -115,7 +108,7 @@ public class GgufModelTests
         // its input to 8-bit blocks, as llama.cpp does, so the bound is that of 8-bit activations.
         var rng = TestSupport.Rng(dtype.ToString());
         var weights = TinyModels.CreateWeights(config, rng.Next());
-        using var dir = new TempDir();
+        using var dir = new TempDirectory("llmk-gguf");
         using var ctx = Context.CreateCpu();
         var dequantized = weights.ToDictionary(w => w.Key,
             w => (w.Value.Shape.Length == 1 ? w.Value.Values : GgufFixtures.RoundTrip(ctx, w.Value.Values, w.Value.Shape, dtype), w.Value.Shape));
@@ -133,7 +126,7 @@ public class GgufModelTests
     {
         var config = Base("llama");
         var weights = TinyModels.CreateWeights(config, TestSupport.Rng().Next());
-        using var dir = new TempDir();
+        using var dir = new TempDirectory("llmk-gguf");
         using var ctx = Context.CreateCpu();
         string gguf = Path.Combine(dir.Path, "model.gguf");
         GgufFixtures.Write(gguf, ctx, config, weights, LlmkDtype.Q8_0);

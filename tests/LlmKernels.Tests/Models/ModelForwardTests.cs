@@ -62,22 +62,15 @@ public class ModelForwardTests
         }).SetName("Mixtral_Top2Of4Experts");
     }
 
-    /// <summary>A checkpoint directory written for one test and deleted after it.</summary>
-    private sealed class TempCheckpoint : IDisposable
-    {
-        public string Directory { get; } = Path.Combine(Path.GetTempPath(), "llmk-model-" + Guid.NewGuid().ToString("N"));
-        public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
-    }
-
     [TestCaseSource(nameof(Configs))]
     public void LogitsMatchReference(ModelConfig config)
     {
         var rng = TestSupport.Rng(config.ModelType);
         var weights = TinyModels.CreateWeights(config, rng.Next());
-        using var dir = new TempCheckpoint();
-        TinyModels.Save(dir.Directory, config, weights);
+        using var dir = new TempDirectory("llmk-model");
+        TinyModels.Save(dir.Path, config, weights);
         using var ctx = Context.CreateCpu();
-        using var model = LlamaModel.Load(ctx, dir.Directory);
+        using var model = LlamaModel.Load(ctx, dir.Path);
         Assert.That(model.Config, Is.EqualTo(config).Using<ModelConfig>(SameArchitecture), "config.json round trip");
 
         var prompt = Enumerable.Range(0, 11).Select(_ => rng.Next(config.VocabSize)).ToArray();
@@ -118,10 +111,10 @@ public class ModelForwardTests
         var config = Base("llama");
         var weights = TinyModels.CreateWeights(config, 7);
         weights.Remove("model.layers.1.mlp.up_proj.weight");
-        using var dir = new TempCheckpoint();
-        TinyModels.Save(dir.Directory, config, weights);
+        using var dir = new TempDirectory("llmk-model");
+        TinyModels.Save(dir.Path, config, weights);
         using var ctx = Context.CreateCpu();
-        var e = Assert.Throws<ModelFormatException>(() => LlamaModel.Load(ctx, dir.Directory).Dispose())!;
+        var e = Assert.Throws<ModelFormatException>(() => LlamaModel.Load(ctx, dir.Path).Dispose())!;
         Assert.That(e.Message, Does.Contain("model.layers.1.mlp.up_proj.weight").And.Contain("missing").And.Contain("[96, 64]"));
     }
 
@@ -131,21 +124,21 @@ public class ModelForwardTests
         var config = Base("llama");
         var weights = TinyModels.CreateWeights(config, 7);
         weights["model.layers.0.self_attn.k_proj.weight"] = (new float[64 * 64], [64, 64]);
-        using var dir = new TempCheckpoint();
-        TinyModels.Save(dir.Directory, config, weights);
+        using var dir = new TempDirectory("llmk-model");
+        TinyModels.Save(dir.Path, config, weights);
         using var ctx = Context.CreateCpu();
-        var e = Assert.Throws<ModelFormatException>(() => LlamaModel.Load(ctx, dir.Directory).Dispose())!;
+        var e = Assert.Throws<ModelFormatException>(() => LlamaModel.Load(ctx, dir.Path).Dispose())!;
         Assert.That(e.Message, Does.Contain("model.layers.0.self_attn.k_proj.weight").And.Contain("[64, 64]").And.Contain("[32, 64]"));
     }
 
     [Test]
     public void CpuWeightsAreViewsOfTheMappedFile()
     {
-        using var dir = new TempCheckpoint();
+        using var dir = new TempDirectory("llmk-model");
         var config = Base("llama");
-        TinyModels.Save(dir.Directory, config, TinyModels.CreateWeights(config, 3));
+        TinyModels.Save(dir.Path, config, TinyModels.CreateWeights(config, 3));
         using var ctx = Context.CreateCpu();
-        var checkpoint = LlmKernels.Models.Safetensors.SafetensorsCheckpoint.Open(dir.Directory);
+        var checkpoint = LlmKernels.Models.Safetensors.SafetensorsCheckpoint.Open(dir.Path);
         using var source = WeightSource.FromCheckpoint(checkpoint); // owns the checkpoint
         var (file, info) = checkpoint.Get("model.norm.weight");
         using var weight = source.Get(ctx, "model.norm.weight")!;
@@ -159,13 +152,13 @@ public class ModelForwardTests
     [Test]
     public void UnsupportedWeightDtypeIsNamed()
     {
-        using var dir = new TempCheckpoint();
-        System.IO.Directory.CreateDirectory(dir.Directory);
-        string path = Path.Combine(dir.Directory, "model.safetensors");
+        using var dir = new TempDirectory("llmk-model");
+        System.IO.Directory.CreateDirectory(dir.Path);
+        string path = Path.Combine(dir.Path, "model.safetensors");
         LlmKernels.Models.Safetensors.SafetensorsWriter.Write(path,
             [new("model.norm.weight", LlmKernels.Models.Safetensors.SafetensorsDtype.F64, [4], new byte[32])]);
         using var ctx = Context.CreateCpu();
-        using var source = WeightSource.FromCheckpoint(LlmKernels.Models.Safetensors.SafetensorsCheckpoint.Open(dir.Directory));
+        using var source = WeightSource.FromCheckpoint(LlmKernels.Models.Safetensors.SafetensorsCheckpoint.Open(dir.Path));
         var e = Assert.Throws<ModelFormatException>(() => source.Get(ctx, "model.norm.weight"))!;
         Assert.That(e.Message, Does.Contain("'model.norm.weight' is F64").And.Contain("F32, F16 or BF16"));
     }
