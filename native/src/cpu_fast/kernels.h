@@ -22,18 +22,33 @@ static llmk_status fast_leave(llmk_context* ctx, llmk_status status) {
     return status;
 }
 
-/* How many output chunks a linear's work items take, *chunk outputs each (a multiple of unit): for a decode
- * step (one row block) as many as give every thread an equal share, since a short last chunk leaves a thread
- * idle (1.1x on a 2-thread decode of a 768-wide model). */
-static int64_t fast_output_chunks(const llmk_context* ctx, int64_t outs, int64_t row_blocks, int64_t unit, int64_t* chunk) {
-    int64_t chunks = (outs + *chunk - 1) / *chunk;
+/* A linear's work items: row blocks of x times chunks of outputs. */
+typedef struct fast_grid {
+    int64_t rows, outs, row_block, row_blocks, chunk, chunks;
+} fast_grid;
+
+/* rows x outs in row blocks of row_block and chunks of about `chunk` outputs, a multiple of unit. A decode step
+ * (one row block) takes as many chunks as give every thread an equal share, since a short last chunk leaves a
+ * thread idle (1.1x on a 2-thread decode of a 768-wide model). */
+static fast_grid fast_grid_of(const llmk_context* ctx, int64_t rows, int64_t outs, int64_t row_block, int64_t chunk,
+                              int64_t unit) {
+    fast_grid g = {rows, outs, row_block, (rows + row_block - 1) / row_block, chunk, (outs + chunk - 1) / chunk};
     const int64_t threads = ctx->num_threads;
-    if (row_blocks == 1 && chunks % threads) {
-        chunks += threads - chunks % threads;
-        *chunk = ((outs + chunks - 1) / chunks + unit - 1) / unit * unit;
-        chunks = (outs + *chunk - 1) / *chunk;
+    if (g.row_blocks == 1 && g.chunks % threads) {
+        const int64_t chunks = g.chunks + threads - g.chunks % threads;
+        g.chunk = ((outs + chunks - 1) / chunks + unit - 1) / unit * unit;
+        g.chunks = (outs + g.chunk - 1) / g.chunk;
     }
-    return chunks;
+    return g;
+}
+
+/* Item `item`'s rows [r0, r1) and outputs [o0, o1). */
+static void fast_grid_item(const fast_grid* g, int64_t item, int64_t* r0, int64_t* r1, int64_t* o0, int64_t* o1) {
+    const int64_t rb = item / g->chunks, c = item % g->chunks;
+    *r0 = rb * g->row_block;
+    *r1 = *r0 + g->row_block < g->rows ? *r0 + g->row_block : g->rows;
+    *o0 = c * g->chunk;
+    *o1 = *o0 + g->chunk < g->outs ? *o0 + g->chunk : g->outs;
 }
 
 #include "linear_quantized.h"

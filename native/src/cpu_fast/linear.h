@@ -134,15 +134,14 @@ LLMK_INLINE void linear_block(int32_t wtype, const linear_problem* p, int64_t r0
 
 typedef struct linear_job {
     linear_problem p;
-    int64_t rows, outs, row_block, chunk, chunks;
+    fast_grid grid;
 } linear_job;
 
 static void linear_item(void* arg, int64_t item, int thread) {
     (void)thread;
     const linear_job* job = (const linear_job*)arg;
-    const int64_t rb = item / job->chunks, c = item % job->chunks;
-    const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
-    const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
+    int64_t r0, r1, o0, o1;
+    fast_grid_item(&job->grid, item, &r0, &r1, &o0, &o1);
     switch (job->p.wtype) {
     case LLMK_DTYPE_F32: linear_block(LLMK_DTYPE_F32, &job->p, r0, r1, o0, o1); break;
     case LLMK_DTYPE_BF16: linear_block(LLMK_DTYPE_BF16, &job->p, r0, r1, o0, o1); break;
@@ -159,7 +158,7 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
         return fast_linear_quantized(ctx, x, weight, bias, y);
     linear_job job = {{(const float*)x->data, x->strides[0], weight->data, weight->dtype, weight->strides[0], bias,
                        (float*)y->data, y->strides[0], K},
-                      rows, outs, 0, 0, 0};
+                      {0}};
     /* Row blocks of x (in multiples of the tile): each block streams all of W once, so f32 weights, twice the
      * bytes of half ones, take blocks of 1 MiB of x (from L3) and half weights blocks of 256 KiB (half of L2):
      * measured best on the Zen 3 VM (bench/results). Output chunks so that every thread gets several items,
@@ -171,10 +170,8 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
     int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
     const int64_t unit = TILE_C * 4; /* chunks of whole prefill tiles, four at least */
     chunk = chunk < unit ? unit : chunk > 256 ? 256 : chunk / unit * unit;
-    job.chunks = fast_output_chunks(ctx, outs, row_blocks, unit, &chunk);
-    job.row_block = row_block;
-    job.chunk = chunk;
+    job.grid = fast_grid_of(ctx, rows, outs, row_block, chunk, unit);
     LLMK_TRY(fast_enter(ctx, "llmk_linear"));
-    llmk_cpu_parallel(ctx, row_blocks * job.chunks, linear_item, &job);
+    llmk_cpu_parallel(ctx, job.grid.row_blocks * job.grid.chunks, linear_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);
 }

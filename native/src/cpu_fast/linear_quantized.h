@@ -362,15 +362,14 @@ LLMK_INLINE void quant_outputs(int R, const quant_problem* p, int64_t r0, int64_
 
 typedef struct quant_job {
     quant_problem p;
-    int64_t rows, outs, row_block, chunk, chunks;
+    fast_grid grid;
 } quant_job;
 
 static void quant_item(void* arg, int64_t item, int thread) {
     (void)thread;
     const quant_job* job = (const quant_job*)arg;
-    const int64_t rb = item / job->chunks, c = item % job->chunks;
-    const int64_t r0 = rb * job->row_block, r1 = r0 + job->row_block < job->rows ? r0 + job->row_block : job->rows;
-    const int64_t o0 = c * job->chunk, o1 = o0 + job->chunk < job->outs ? o0 + job->chunk : job->outs;
+    int64_t r0, r1, o0, o1;
+    fast_grid_item(&job->grid, item, &r0, &r1, &o0, &o1);
 #if defined(__AVX2__)
     for (int64_t o = o0; o < o1; o += QPANEL) { /* chunks start on panels */
         const int n = o1 - o < QPANEL ? (int)(o1 - o) : QPANEL;
@@ -465,7 +464,7 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     quant_job job = {{xq, blocks, (const char*)weight->data, weight->dtype,
                       (int64_t)llmk_bytes_of(weight->dtype, (uint64_t)weight->strides[0]), outs, bias, (float*)y->data,
                       y->strides[0]},
-                     rows, outs, 0, 0, 0};
+                     {0}};
     /* Row blocks of x whose 8-bit rows stay in L2 (256 KiB) while each weight row is reused from L1 across
      * them; output chunks so that every thread gets several items. */
     int64_t row_block = (256 * 1024) / (int64_t)(blocks * sizeof(llmk_block_q8));
@@ -476,9 +475,7 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
     const int64_t min_chunk = 64 * 1024 / job.p.w_row_bytes;
     chunk = chunk < min_chunk ? min_chunk : chunk;
     chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk / QPANEL * QPANEL; /* panels never straddle chunks */
-    job.chunks = fast_output_chunks(ctx, outs, row_blocks, QPANEL, &chunk);
-    job.row_block = row_block;
-    job.chunk = chunk;
-    llmk_cpu_parallel(ctx, row_blocks * job.chunks, quant_item, &job);
+    job.grid = fast_grid_of(ctx, rows, outs, row_block, chunk, QPANEL);
+    llmk_cpu_parallel(ctx, job.grid.row_blocks * job.grid.chunks, quant_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);
 }
