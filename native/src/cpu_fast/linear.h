@@ -166,11 +166,8 @@ static llmk_status fast_linear(llmk_context* ctx, const llmk_tensor* x, const ll
     const int64_t x_block_bytes = weight->dtype == LLMK_DTYPE_F32 ? 1024 * 1024 : 256 * 1024;
     int64_t row_block = x_block_bytes / (4 * K);
     row_block = row_block < TILE_R ? TILE_R : row_block > 128 ? 128 : row_block / TILE_R * TILE_R;
-    const int64_t row_blocks = (rows + row_block - 1) / row_block;
-    int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
     const int64_t unit = TILE_C * 4; /* chunks of whole prefill tiles, four at least */
-    chunk = chunk < unit ? unit : chunk > 256 ? 256 : chunk / unit * unit;
-    job.grid = fast_grid_of(ctx, rows, outs, row_block, chunk, unit);
+    job.grid = fast_grid_of(ctx, rows, outs, row_block, unit, 256, unit);
     LLMK_TRY(fast_enter(ctx, "llmk_linear"));
     llmk_cpu_parallel(ctx, job.grid.row_blocks * job.grid.chunks, linear_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);

@@ -469,13 +469,10 @@ static llmk_status fast_linear_quantized(llmk_context* ctx, const llmk_tensor* x
      * them; output chunks so that every thread gets several items. */
     int64_t row_block = (256 * 1024) / (int64_t)(blocks * sizeof(llmk_block_q8));
     row_block = row_block < QROWS ? QROWS : row_block > 128 ? 128 : row_block / QROWS * QROWS;
-    const int64_t row_blocks = (rows + row_block - 1) / row_block;
-    /* ... but at least 64 KiB of weight rows each: the prefetcher needs a long stream to reach full speed. */
-    int64_t chunk = outs * row_blocks / ((int64_t)ctx->num_threads * 8);
+    /* ... but at least 64 KiB of weight rows each (16 rows at least): long streams for the prefetchers; chunks
+     * of whole panels. */
     const int64_t min_chunk = 64 * 1024 / job.p.w_row_bytes;
-    chunk = chunk < min_chunk ? min_chunk : chunk;
-    chunk = chunk < 16 ? 16 : chunk > 512 ? 512 : chunk / QPANEL * QPANEL; /* panels never straddle chunks */
-    job.grid = fast_grid_of(ctx, rows, outs, row_block, chunk, QPANEL);
+    job.grid = fast_grid_of(ctx, rows, outs, row_block, min_chunk < 16 ? 16 : min_chunk, 512, QPANEL);
     llmk_cpu_parallel(ctx, job.grid.row_blocks * job.grid.chunks, quant_item, &job);
     return fast_leave(ctx, LLMK_STATUS_OK);
 }
