@@ -157,9 +157,8 @@ public class ChatClientTests
     }
 
     /// <summary>The tiny preset saved as a Hugging Face folder with tokenizer_config.json and generation_config.json.</summary>
-    private static string SaveTinyFolder()
+    private static void SaveTinyFolder(string dir)
     {
-        string dir = Path.Combine(Path.GetTempPath(), "llmk-chat-" + Guid.NewGuid().ToString("N"));
         var config = TinyModels.Config("tiny-llama");
         TinyModels.Save(dir, config, TinyModels.CreateWeights(config, 5), TinyModels.TokenizerJson());
         File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
@@ -169,78 +168,60 @@ public class ChatClientTests
             ["eos_token"] = new Dictionary<string, object> { ["content"] = TinyModels.EosToken, ["special"] = true },
         }));
         File.WriteAllText(Path.Combine(dir, "generation_config.json"), """{"eos_token_id": [282, 283], "max_new_tokens": 3}""");
-        return dir;
     }
 
     [Test]
     public async Task RegisteredClientLoadsAModelFolder()
     {
-        string dir = SaveTinyFolder();
-        try
+        using var temp = new TempDirectory("llmk-chat");
+        string dir = temp.Path;
+        SaveTinyFolder(dir);
+        var services = new ServiceCollection().AddLlmkChatClient(dir);
+        IChatClient client;
+        using (var provider = services.BuildServiceProvider())
         {
-            var services = new ServiceCollection().AddLlmkChatClient(dir);
-            IChatClient client;
-            using (var provider = services.BuildServiceProvider())
-            {
-                client = provider.GetRequiredService<IChatClient>();
-                Assert.That(client, Is.InstanceOf<LlmkChatClient>());
-                Assert.That(provider.GetRequiredService<LlmkChatClient>(), Is.SameAs(client));
-                Assert.That(client.GetService<ChatClientMetadata>()!.DefaultModelId, Is.EqualTo(Path.GetFileName(dir)));
-                var response = await client.GetResponseAsync(Ask("Hello"));
-                Assert.That(response.Usage!.OutputTokenCount, Is.InRange(1, 3), "generation_config.json's max_new_tokens");
-            }
-            Assert.That(() => ((LlmkChatClient)client).Model.Forward([1], ((LlmkChatClient)client).Model.CreateCache(2)),
-                        Throws.InstanceOf<ObjectDisposedException>(), "the provider disposed the client and its model");
+            client = provider.GetRequiredService<IChatClient>();
+            Assert.That(client, Is.InstanceOf<LlmkChatClient>());
+            Assert.That(provider.GetRequiredService<LlmkChatClient>(), Is.SameAs(client));
+            Assert.That(client.GetService<ChatClientMetadata>()!.DefaultModelId, Is.EqualTo(Path.GetFileName(dir)));
+            var response = await client.GetResponseAsync(Ask("Hello"));
+            Assert.That(response.Usage!.OutputTokenCount, Is.InRange(1, 3), "generation_config.json's max_new_tokens");
         }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        Assert.That(() => ((LlmkChatClient)client).Model.Forward([1], ((LlmkChatClient)client).Model.CreateCache(2)),
+                    Throws.InstanceOf<ObjectDisposedException>(), "the provider disposed the client and its model");
     }
 
     [Test]
     public async Task TheReadmeChatExampleRuns()
     {
-        string dir = SaveTinyFolder();
-        try
-        {
-            var output = new StringWriter();
-            // README.md, section Chat, with the folder and a writer in place of the console.
-            using IChatClient client = LlmkChatClient.Load(dir);
-            var options = new ChatOptions { Temperature = 0.7f, MaxOutputTokens = 200, Seed = 1 };
-            ChatResponse answer = await client.GetResponseAsync("Why is the sky blue?", options);
-            output.WriteLine($"{answer.Text} ({answer.Usage?.OutputTokenCount} tokens, {answer.FinishReason})");
-            await foreach (var update in client.GetStreamingResponseAsync("And at sunset?", options)) output.Write(update.Text);
-            Assert.That(output.ToString(), Does.Contain(" tokens, "));
-            Assert.That(answer.Usage!.OutputTokenCount, Is.InRange(1, 200));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var temp = new TempDirectory("llmk-chat");
+        string dir = temp.Path;
+        SaveTinyFolder(dir);
+        var output = new StringWriter();
+        // README.md, section Chat, with the folder and a writer in place of the console.
+        using IChatClient client = LlmkChatClient.Load(dir);
+        var options = new ChatOptions { Temperature = 0.7f, MaxOutputTokens = 200, Seed = 1 };
+        ChatResponse answer = await client.GetResponseAsync("Why is the sky blue?", options);
+        output.WriteLine($"{answer.Text} ({answer.Usage?.OutputTokenCount} tokens, {answer.FinishReason})");
+        await foreach (var update in client.GetStreamingResponseAsync("And at sunset?", options)) output.Write(update.Text);
+        Assert.That(output.ToString(), Does.Contain(" tokens, "));
+        Assert.That(answer.Usage!.OutputTokenCount, Is.InRange(1, 200));
     }
 
     [Test]
     public void AFolderWithoutAChatTemplateIsAClearError()
     {
-        string dir = Path.Combine(Path.GetTempPath(), "llmk-chat-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            Assert.That(() => LlmkChatClient.LoadChatFiles(dir), Throws.TypeOf<ModelFormatException>().With.Message.Contains("no chat template"));
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": "{% for m in messages %}"}""");
-            Assert.That(() => LlmkChatClient.LoadChatFiles(dir),
-                        Throws.TypeOf<ModelFormatException>().With.Message.Contains("tokenizer_config.json: chat_template: chat template syntax error"));
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": 42}""");
-            Assert.That(() => LlmkChatClient.LoadChatFiles(dir),
-                        Throws.TypeOf<ModelFormatException>().With.Message.Contains("'chat_template' is neither a string"));
-            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{ not json");
-            Assert.That(() => LlmkChatClient.LoadChatFiles(dir), Throws.TypeOf<ModelFormatException>().With.Message.Contains("not valid JSON"));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        using var temp = new TempDirectory("llmk-chat");
+        string dir = temp.Path;
+        Assert.That(() => LlmkChatClient.LoadChatFiles(dir), Throws.TypeOf<ModelFormatException>().With.Message.Contains("no chat template"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": "{% for m in messages %}"}""");
+        Assert.That(() => LlmkChatClient.LoadChatFiles(dir),
+                    Throws.TypeOf<ModelFormatException>().With.Message.Contains("tokenizer_config.json: chat_template: chat template syntax error"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"chat_template": 42}""");
+        Assert.That(() => LlmkChatClient.LoadChatFiles(dir),
+                    Throws.TypeOf<ModelFormatException>().With.Message.Contains("'chat_template' is neither a string"));
+        File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{ not json");
+        Assert.That(() => LlmkChatClient.LoadChatFiles(dir), Throws.TypeOf<ModelFormatException>().With.Message.Contains("not valid JSON"));
     }
 
     [Test]

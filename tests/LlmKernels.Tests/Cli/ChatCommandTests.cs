@@ -77,26 +77,20 @@ public class ChatCommandTests
     [Test]
     public void ABadChatTemplateIsOneLineAndExitCodeOne()
     {
-        string dir = Path.Combine(Path.GetTempPath(), $"llmk-chat-{Guid.NewGuid():N}");
-        try
-        {
-            var config = TinyModels.Config("tiny-llama");
-            TinyModels.Save(dir, config, TinyModels.CreateWeights(config, 1), TinyModels.TokenizerJson());
-            var result = Chat("hi\n", "--model", dir);
-            Assert.That(result.ExitCode, Is.EqualTo(1));
-            Assert.That(result.Err.Trim(), Does.StartWith("llmk: error: ").And.Contain("no chat template"));
-            Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
+        using var temp = new TempDirectory("llmk-chat");
+        string dir = temp.Path;
+        var config = TinyModels.Config("tiny-llama");
+        TinyModels.Save(dir, config, TinyModels.CreateWeights(config, 1), TinyModels.TokenizerJson());
+        var result = Chat("hi\n", "--model", dir);
+        Assert.That(result.ExitCode, Is.EqualTo(1));
+        Assert.That(result.Err.Trim(), Does.StartWith("llmk: error: ").And.Contain("no chat template"));
+        Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
 
-            File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), "{% for m in messages %}{{ m.content }");
-            result = Chat("hi\n", "--model", dir);
-            Assert.That(result.ExitCode, Is.EqualTo(1));
-            Assert.That(result.Err.Trim(), Does.StartWith("llmk: error: ").And.Contain("chat_template.jinja: chat_template: chat template syntax error"));
-            Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
+        File.WriteAllText(Path.Combine(dir, "chat_template.jinja"), "{% for m in messages %}{{ m.content }");
+        result = Chat("hi\n", "--model", dir);
+        Assert.That(result.ExitCode, Is.EqualTo(1));
+        Assert.That(result.Err.Trim(), Does.StartWith("llmk: error: ").And.Contain("chat_template.jinja: chat_template: chat template syntax error"));
+        Assert.That(result.Err.Trim().Split('\n'), Has.Length.EqualTo(1));
     }
 
     [TestCase("--top-p", "0", "--top-p must be in (0, 1]")]

@@ -109,49 +109,42 @@ public class FuzzTests
         int seed = TestSupport.SeedFor($"fuzz {fuzz}");
         var rng = new Random(seed);
         byte[] original = fuzz.SeedBytes();
-        string dir = Path.Combine(Path.GetTempPath(), $"llmk-fuzz-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(dir);
+        using var temp = new TempDirectory("llmk-fuzz");
+        string dir = temp.Path;
         string path = Path.Combine(dir, fuzz.Format == "safetensors" ? SafetensorsCheckpoint.SingleFileName : fuzz.Format);
         var failures = new List<string>();
         int accepted = 0, refused = 0, iterations = 0;
         var clock = Stopwatch.StartNew();
         void Save(byte[] input, int iteration, out string saved) =>
             File.WriteAllBytes(saved = Path.Combine(TestContext.CurrentContext.WorkDirectory, $"fuzz-{fuzz.Format}-{seed}-{iteration}.bin"), input);
-        try
+        // The seed itself must load: otherwise every mutant is refused for the seed's fault.
+        File.WriteAllBytes(path, original);
+        Assert.DoesNotThrow(() => fuzz.Read(original, path), "the seed file loads");
+        for (; iterations < MaxIterations && clock.Elapsed < TimeBudget && failures.Count < 5; iterations++)
         {
-            // The seed itself must load: otherwise every mutant is refused for the seed's fault.
-            File.WriteAllBytes(path, original);
-            Assert.DoesNotThrow(() => fuzz.Read(original, path), "the seed file loads");
-            for (; iterations < MaxIterations && clock.Elapsed < TimeBudget && failures.Count < 5; iterations++)
+            byte[] input = Mutate(original, rng, fuzz.LengthPrefixed);
+            File.WriteAllBytes(path, input);
+            try
             {
-                byte[] input = Mutate(original, rng, fuzz.LengthPrefixed);
-                File.WriteAllBytes(path, input);
-                try
-                {
-                    // One input that makes a reader hang (or allocate without end) must fail the test, not stall it.
-                    var read = Task.Run(() => fuzz.Read(input, path));
-                    if (!read.Wait(InputTimeout))
-                    {
-                        Save(input, iterations, out string saved);
-                        failures.Add($"iteration {iterations}: no answer within {InputTimeout.TotalSeconds} s (input saved to {saved})");
-                        break;
-                    }
-                    accepted++;
-                }
-                catch (AggregateException e) when (e.InnerException is ModelFormatException)
-                {
-                    refused++;
-                }
-                catch (AggregateException wrapped) when (wrapped.InnerException is { } e)
+                // One input that makes a reader hang (or allocate without end) must fail the test, not stall it.
+                var read = Task.Run(() => fuzz.Read(input, path));
+                if (!read.Wait(InputTimeout))
                 {
                     Save(input, iterations, out string saved);
-                    failures.Add($"iteration {iterations}: {e.GetType().Name}: {e.Message} (input saved to {saved})\n{e.StackTrace}");
+                    failures.Add($"iteration {iterations}: no answer within {InputTimeout.TotalSeconds} s (input saved to {saved})");
+                    break;
                 }
+                accepted++;
             }
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
+            catch (AggregateException e) when (e.InnerException is ModelFormatException)
+            {
+                refused++;
+            }
+            catch (AggregateException wrapped) when (wrapped.InnerException is { } e)
+            {
+                Save(input, iterations, out string saved);
+                failures.Add($"iteration {iterations}: {e.GetType().Name}: {e.Message} (input saved to {saved})\n{e.StackTrace}");
+            }
         }
         TestContext.Out.WriteLine($"{fuzz}: seed {seed}, {iterations} inputs in {clock.Elapsed.TotalSeconds:F1} s: {accepted} accepted, {refused} refused, {failures.Count} failures");
         Assert.That(failures, Is.Empty, $"seed {seed} (LLMK_TEST_SEED replays it):\n{string.Join("\n", failures)}");

@@ -117,19 +117,12 @@ public class GgufTokenizerTests
     [Test]
     public void ChatTemplateIsExposed()
     {
-        var dir = Path.Combine(Path.GetTempPath(), "llmk-gguf-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(dir);
-        try
-        {
-            string path = Path.Combine(dir, "t.gguf");
-            GgufWriter.Write(path, Metadata("qwen2"), []);
-            using var file = GgufFile.Open(path);
-            Assert.That(file.ChatTemplate, Is.EqualTo("{% for m in messages %}{{ m.content }}{% endfor %}"));
-        }
-        finally
-        {
-            Directory.Delete(dir, true);
-        }
+        using var temp = new TempDirectory("llmk-gguf");
+        var dir = temp.Path;
+        string path = Path.Combine(dir, "t.gguf");
+        GgufWriter.Write(path, Metadata("qwen2"), []);
+        using var file = GgufFile.Open(path);
+        Assert.That(file.ChatTemplate, Is.EqualTo("{% for m in messages %}{{ m.content }}{% endfor %}"));
     }
 
     public static IEnumerable<TestCaseData> BadTokenizers()
