@@ -92,7 +92,10 @@ public class GgufModelTests
     /// <summary>Quantized models: every matrix's rows whole blocks (32, or 256 for the K quants).</summary>
     public static IEnumerable<TestCaseData> QuantizedConfigs()
     {
-        var mixtral = Base("mixtral") with { IntermediateSize = 64, NumLocalExperts = 4, NumExpertsPerTok = 2 };
+        // Every token through all four experts, each with its own router weight: a misplaced expert slice still
+        // shows, while a top-2 choice could flip between near-tied experts when the rounded activations move the
+        // router's input (3 seeds in 41 did), an error no activation bound holds.
+        var mixtral = Base("mixtral") with { IntermediateSize = 64, NumLocalExperts = 4, NumExpertsPerTok = 4 };
         var wide = Base("llama") with { HiddenSize = 256, IntermediateSize = 256, HeadDim = 64, NumHiddenLayers = 1 };
         yield return new TestCaseData(Base("llama"), LlmkDtype.Q8_0).SetName("Llama_Q8_0");
         yield return new TestCaseData(Base("llama"), LlmkDtype.Q4_0).SetName("Llama_Q4_0");
